@@ -1,0 +1,124 @@
+"""Decode image files safely into RGB pictures, whatever their mode or orientation."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+# Larger pictures are refused before decoding: a 30000x30000 header would ask for ~2.7 GB.
+MAX_PIXELS = 64_000_000
+
+
+class BadImage(Exception):
+    """A file that cannot be used as an image; str() is one sentence naming the reason."""
+
+
+def find_images(root: str | os.PathLike) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """All image files below root (or root itself), sorted, and the entries that could not be walked.
+
+    Symlinked folders are followed once: a loop is reported instead of walked forever.
+    """
+    root = Path(root)
+    if root.is_file():
+        return [root], []
+    found: list[Path] = []
+    problems: list[tuple[Path, str]] = []
+    seen_dirs: set[tuple[int, int]] = set()
+
+    def on_error(err: OSError) -> None:
+        problems.append((Path(err.filename or root), err.strerror or str(err)))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=on_error, followlinks=True):
+        st = os.stat(dirpath)
+        key = (st.st_dev, st.st_ino)
+        if key in seen_dirs:
+            problems.append((Path(dirpath), "symbolic link loop, folder already visited"))
+            dirnames[:] = []
+            continue
+        seen_dirs.add(key)
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                regular = path.is_file()
+            except OSError as err:  # e.g. a symbolic link that points at itself
+                problems.append((path, err.strerror or "cannot be examined"))
+                continue
+            if not regular:
+                reason = "broken symbolic link" if path.is_symlink() and not path.exists() else "not a regular file"
+                problems.append((path, reason))
+                continue
+            found.append(path)
+    return found, problems
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any PIL mode (grey, 16-bit, palette, RGBA, CMYK, ...) to 8-bit RGB."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit integers: stretch the used range to 8 bits instead of clipping to white.
+        arr = np.asarray(image, dtype=np.float64)
+        hi = arr.max() if arr.size else 0.0
+        scale = 255.0 / hi if hi > 255 else 1.0
+        image = Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8), "L")
+    elif image.mode == "F":
+        arr = np.asarray(image, dtype=np.float64)
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 1.0)
+        arr = (arr - lo) / (hi - lo or 1.0) * 255.0
+        image = Image.fromarray(arr.astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent areas become white rather than whatever colour the pixels hide.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open an image file as an upright RGB picture, or raise BadImage saying why not."""
+    return decode_image(read_bytes(path), path, max_pixels)
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise BadImage(f"{path}: file not found") from None
+    except PermissionError:
+        raise BadImage(f"{path}: permission denied") from None
+    except IsADirectoryError:
+        raise BadImage(f"{path}: is a folder, not an image") from None
+    except OSError as err:
+        raise BadImage(f"{path}: cannot be read ({err.strerror or err})") from None
+
+
+def decode_image(data: bytes, path: str | os.PathLike = "<bytes>", max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode an image file's bytes as an upright RGB picture, or raise BadImage naming `path`."""
+    path = Path(path)
+    if not data:
+        raise BadImage(f"{path}: file is empty")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise BadImage(
+                    f"{path}: image is {width}x{height} pixels, more than the {max_pixels:,} allowed"
+                )
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return to_rgb(image)
+    except BadImage:
+        raise
+    except UnidentifiedImageError:
+        raise BadImage(f"{path}: not a recognised image format") from None
+    except Image.DecompressionBombError as err:
+        raise BadImage(f"{path}: refused as a decompression bomb ({err})") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise BadImage(f"{path}: cannot be decoded ({err})") from None

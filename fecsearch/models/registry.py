@@ -1,0 +1,219 @@
+"""Named models, each carrying its own preprocessing, and the one function that prepares faces.
+
+A model's config travels inside its safetensors file (metadata "config"), so the preprocessing
+used to embed a query is by construction the one its weights were trained with.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+from ..faces import PAPER_GEOMETRY, FaceGeometry
+from .heads import ClassifierHead, EmbeddingHead
+from .trunks import FaceNetTrunk, LiteTrunk
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+EMOTIONS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
+
+# Where the eyes sit in FER2013's 48x48 crops, measured by benchmarks/measure_fer_geometry.py
+# (median over 1281 faces): photos are aligned like this for the models trained on those crops.
+LITE_GEOMETRY = FaceGeometry(size=48, eye_distance=17.75, eye_center_x=0.5, eye_center_y=0.39)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    size: int
+    channels: int  # 1: grey, 3: RGB
+    mean: float
+    std: float
+    geometry: FaceGeometry
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocess":
+        d = dict(d)
+        d["geometry"] = FaceGeometry(**d["geometry"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    family: str  # "fecnet" (triplet embedding) or "affnet" (emotion classifier)
+    trunk: str  # "facenet" or "lite"
+    preprocess: Preprocess
+    head: dict = field(default_factory=dict)
+    dim: int = 16  # embedding size for fecnet; number of classes for affnet
+    output: str = "embedding"  # fecnet: embedding; affnet: penultimate | final
+    distance: str = "l2"  # how the index compares vectors: l2 or cosine
+    weights: str | None = None  # file name under fecsearch/weights, or None
+    classes: tuple[str, ...] = ()
+
+    @property
+    def embedding_size(self) -> int:
+        if self.family == "affnet" and self.output == "penultimate":
+            return self.head.get("fc_size", 512)
+        return self.dim
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        d = json.loads(text)
+        d["preprocess"] = Preprocess.from_dict(d["preprocess"])
+        d["classes"] = tuple(d.get("classes", ()))
+        return cls(**d)
+
+
+PAPER_PREPROCESS = Preprocess(224, 3, 0.5, 128 / 255, PAPER_GEOMETRY)  # facenet-pytorch's standardisation
+LITE_PREPROCESS = Preprocess(48, 1, 0.5, 0.25, LITE_GEOMETRY)
+LITE_HEAD = {"block_channels": 256, "layers": 5, "growth": 32, "fc_size": 512, "dropout": 0.5}
+
+_MODELS = {
+    c.name: c
+    for c in [
+        ModelConfig("fecnet-16d", "fecnet", "facenet", PAPER_PREPROCESS, weights="fecnet-16d.safetensors"),
+        ModelConfig("affnet-cl-p", "affnet", "facenet", PAPER_PREPROCESS, dim=8, output="penultimate",
+                    distance="cosine", weights="affnet-cl.safetensors", classes=EMOTIONS),
+        ModelConfig("affnet-cl-f", "affnet", "facenet", PAPER_PREPROCESS, dim=8, output="final",
+                    distance="cosine", weights="affnet-cl.safetensors", classes=EMOTIONS),
+        ModelConfig("fecnet-lite-16d", "fecnet", "lite", LITE_PREPROCESS, LITE_HEAD,
+                    weights="fecnet-lite-16d.safetensors"),
+        ModelConfig("affnet-lite-cl-p", "affnet", "lite", LITE_PREPROCESS, LITE_HEAD, dim=8,
+                    output="penultimate", distance="cosine", weights="affnet-lite-cl.safetensors",
+                    classes=EMOTIONS),
+        ModelConfig("affnet-lite-cl-f", "affnet", "lite", LITE_PREPROCESS, LITE_HEAD, dim=8,
+                    output="final", distance="cosine", weights="affnet-lite-cl.safetensors",
+                    classes=EMOTIONS),
+    ]
+}
+DEFAULT_MODEL = "fecnet-lite-16d"
+
+
+class MissingWeights(RuntimeError):
+    pass
+
+
+def list_models() -> list[str]:
+    return list(_MODELS)
+
+
+def get_config(name: str) -> ModelConfig:
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model '{name}'; known models: {', '.join(_MODELS)}") from None
+
+
+def prepare_face(image: Image.Image, preprocess: Preprocess) -> torch.Tensor:
+    """The one preprocessing step for training and queries: a face crop -> normalised (C, S, S) tensor.
+
+    `image` is either an aligned crop (faces.align_face with preprocess.geometry) or an image
+    that already is a face crop (FER, CelebA aligned); it is resized to the model's input.
+    """
+    if image.size != (preprocess.size, preprocess.size):
+        image = image.resize((preprocess.size, preprocess.size), Image.BICUBIC)
+    image = image.convert("L" if preprocess.channels == 1 else "RGB")
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    tensor = torch.from_numpy(array)
+    tensor = tensor.unsqueeze(0) if preprocess.channels == 1 else tensor.permute(2, 0, 1)
+    return (tensor - preprocess.mean) / preprocess.std
+
+
+class FaceEmbedder(nn.Module):
+    """trunk + head; forward() maps prepared faces to the vectors the index stores."""
+
+    def __init__(self, config: ModelConfig, trunk: nn.Module):
+        super().__init__()
+        self.config = config
+        self.trunk = trunk
+        head_args = dict(config.head)
+        if config.family == "fecnet":
+            self.head = EmbeddingHead(trunk.out_channels, dim=config.dim, **head_args)
+        else:
+            self.head = ClassifierHead(trunk.out_channels, classes=config.dim, **head_args)
+
+    def head_forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.config.family == "fecnet":
+            return self.head(features)
+        if self.config.output == "penultimate":
+            return self.head.penultimate(features)
+        return self.head(features)
+
+    def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        return self.head_forward(self.trunk(faces))
+
+    @torch.inference_mode()
+    def embed(self, faces: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+        self.eval()
+        device = next(self.parameters()).device
+        out = [self(faces[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(faces), batch_size)]
+        if not out:
+            return np.zeros((0, self.config.embedding_size), np.float32)
+        return torch.cat(out).numpy().astype(np.float32)
+
+
+def build_trunk(config: ModelConfig, pretrained: bool = True) -> nn.Module:
+    if config.trunk == "facenet":
+        return FaceNetTrunk("vggface2" if pretrained else None)
+    return LiteTrunk(config.preprocess.channels)
+
+
+def weights_path(config: ModelConfig) -> Path | None:
+    return WEIGHTS_DIR / config.weights if config.weights else None
+
+
+def read_checkpoint_config(path: str | Path) -> ModelConfig:
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if "config" not in meta:
+        raise ValueError(f"{path}: not a fecsearch checkpoint (no config in its metadata)")
+    return ModelConfig.from_json(meta["config"])
+
+
+def save_checkpoint(model: FaceEmbedder, path: str | Path, metrics: dict | None = None) -> None:
+    """Weights plus the config (and metrics) they belong to, written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"config": model.config.to_json(), "metrics": json.dumps(metrics or {})}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file(state, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def create_model(name: str, checkpoint: str | Path | None = None, random_init: bool = False,
+                 device: str | torch.device = "cpu") -> FaceEmbedder:
+    """Build a registered model with its trained weights.
+
+    Raises MissingWeights (saying what is missing and how to get it) rather than ever returning
+    an untrained model, unless random_init=True is asked for explicitly (tests, training).
+    """
+    config = get_config(name)
+    if random_init:
+        return FaceEmbedder(config, build_trunk(config, pretrained=False)).to(device)
+    path = Path(checkpoint) if checkpoint else weights_path(config)
+    if path is None or not path.exists():
+        hint = (
+            f"train it with `fecsearch train {config.family} ...` (see the models' cards in "
+            f"fecsearch/weights/) and pass --checkpoint, or use the shipped offline model "
+            f"'{DEFAULT_MODEL}'"
+        )
+        raise MissingWeights(f"model '{name}' has no trained weights at {path}; {hint}.")
+    stored = read_checkpoint_config(path)
+    # A checkpoint's preprocessing and head win: they are what its weights were trained with.
+    config = replace(config, preprocess=stored.preprocess, head=stored.head, dim=stored.dim,
+                     trunk=stored.trunk, classes=stored.classes or config.classes)
+    # The whole network is in the checkpoint, trunk included: no pretrained download needed.
+    model = FaceEmbedder(config, build_trunk(config, pretrained=False))
+    state = load_file(str(path))
+    model.load_state_dict(state)
+    return model.to(device).eval()

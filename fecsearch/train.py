@@ -1,0 +1,236 @@
+"""Training: the AFFNet-CL classifier baseline and FECNet's triplet embedding (eq. 1)."""
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .evaluate import triplet_accuracy
+from .images import load_image
+from .labels import LabelledFaces, read_ferplus, read_labelled
+from .models.registry import (FaceEmbedder, ModelConfig, Preprocess, create_model, get_config, prepare_face,
+                              save_checkpoint)
+from .triplets import MARGINS, TRIPLET_TYPES, Triplet, ferplus_vote_triplets
+
+Log = Callable[[str], None]
+VALID_TRIPLET_SEED = 2019
+VALID_TRIPLETS = 6000
+
+
+def load_prepared(paths, preprocess: Preprocess, workers: int = 4) -> torch.Tensor:
+    """Decode and prepare every face with the query-time preprocessing: (N, C, S, S)."""
+    def one(p):
+        return prepare_face(load_image(p), preprocess)
+
+    with ThreadPoolExecutor(workers) as pool:
+        return torch.stack(list(pool.map(one, paths, chunksize=64)))
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, shift: int = 3) -> torch.Tensor:
+    """Random horizontal flips and shifts of up to `shift` pixels (expressions are left-right symmetric)."""
+    flip = torch.rand(len(x), generator=generator) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    if shift:
+        size = x.shape[-1]
+        padded = F.pad(x, (shift,) * 4, mode="replicate")
+        dx, dy = torch.randint(0, 2 * shift + 1, (2,), generator=generator).tolist()
+        x = padded[:, :, dy:dy + size, dx:dx + size]
+    return x
+
+
+def validation_triplets(valid: LabelledFaces, seed: int = VALID_TRIPLET_SEED, count: int = VALID_TRIPLETS):
+    return ferplus_vote_triplets(valid, count, seed=seed)
+
+
+def triplet_eval(model: FaceEmbedder, faces: torch.Tensor, names: list[str], triplets: list[Triplet],
+                 distances=("l2",)) -> dict:
+    vectors = model.embed(faces)
+    return triplet_accuracy(dict(zip(names, vectors)), triplets, distances)
+
+
+class Checkpointer:
+    """Keeps `<out>.state.pt` (model, optimiser, epoch, metrics) so an interrupted run resumes."""
+
+    def __init__(self, out: Path):
+        self.path = out.with_name(out.stem + ".state.pt")
+
+    def load(self, model, optimizer) -> tuple[int, list]:
+        if not self.path.exists():
+            return 0, []
+        state = torch.load(self.path, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        return int(state["epoch"]), json.loads(state["history"])
+
+    def save(self, model, optimizer, epoch: int, history: list) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                    "history": json.dumps(history)}, tmp)
+        tmp.replace(self.path)
+
+
+def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-cl-p", epochs: int = 12,
+                     batch_size: int = 128, lr: float = 1e-3, seed: int = 0, log: Log = print) -> dict:
+    """AFFNet-CL: trunk + head + 8-way softmax, cross-entropy on majority labels, end to end."""
+    torch.manual_seed(seed)
+    out = Path(out)
+    config: ModelConfig = get_config(model_name)
+    model = create_model(model_name, random_init=True)
+    train, valid = read_labelled(train_dir), read_labelled(valid_dir)
+    t0 = time.time()
+    x_train = load_prepared(train.paths, config.preprocess)
+    x_valid = load_prepared(valid.paths, config.preprocess)
+    y_train = torch.from_numpy(train.labels)
+    log(f"loaded {len(train)} training and {len(valid)} validation faces in {time.time() - t0:.0f}s")
+    names = [str(p) for p in valid.paths]
+    triplets = validation_triplets(valid) if valid.votes is not None else []
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    steps_per_epoch = -(-len(train) // batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=epochs * steps_per_epoch)
+    checkpointer = Checkpointer(out)
+    start, history = checkpointer.load(model, optimizer)
+    for _ in range(start * steps_per_epoch):
+        schedule.step()
+    generator = torch.Generator().manual_seed(seed)
+    for epoch in range(start, epochs):
+        generator.manual_seed(seed * 1000 + epoch)
+        model.train()
+        order = torch.randperm(len(train), generator=generator)
+        t0, total = time.time(), 0.0
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            logits = model.head(model.trunk(augment(x_train[idx], generator)))
+            loss = F.cross_entropy(logits, y_train[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += loss.item() * len(idx)
+        model.eval()
+        with torch.inference_mode():
+            logits = torch.cat([model.head(model.trunk(x_valid[i:i + 512])) for i in range(0, len(x_valid), 512)])
+        metrics = {"epoch": epoch + 1, "train_loss": total / len(train), "seconds": round(time.time() - t0, 1),
+                   "valid_accuracy": float((logits.argmax(1).numpy() == valid.labels).mean())}
+        if triplets:
+            metrics["valid_triplet_accuracy_penultimate"] = triplet_eval(model, x_valid, names, triplets,
+                                                                         ("cosine",))["cosine"]["overall"]
+        history.append(metrics)
+        log(json.dumps(metrics))
+        checkpointer.save(model, optimizer, epoch + 1, history)
+    final = {"history": history, "train_dir": str(train_dir), "valid_dir": str(valid_dir), "epochs": epochs,
+             "batch_size": batch_size, "lr": lr, "seed": seed}
+    save_checkpoint(model, out, final)
+    return final
+
+
+def triplet_loss(e1, e2, e3, odd: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
+    """Eq. (1): the similar pair must be closer than each face of it is to the odd one, by `margin`."""
+    faces = torch.stack([e1, e2, e3], 1)  # (B, 3, D)
+    rows = torch.arange(len(odd))
+    keep = torch.ones(len(odd), 3, dtype=torch.bool)
+    keep[rows, odd - 1] = False
+    pair = faces[keep].view(len(odd), 2, -1)
+    a, b, c = pair[:, 0], pair[:, 1], faces[rows, odd - 1]
+    d_ab = ((a - b) ** 2).sum(1)
+    return (F.relu(d_ab - ((a - c) ** 2).sum(1) + margin) + F.relu(d_ab - ((b - c) ** 2).sum(1) + margin)).mean()
+
+
+class TripletSampler:
+    """Batches with the same number of triplets of each type, drawn from a fresh pool each epoch."""
+
+    def __init__(self, faces: LabelledFaces, per_type: int, seed: int):
+        self.faces, self.per_type, self.seed = faces, per_type, seed
+        self.index = {str(p): i for i, p in enumerate(faces.paths)}
+
+    def epoch(self, epoch: int, steps: int):
+        pool = ferplus_vote_triplets(self.faces, 3 * self.per_type * steps, seed=self.seed * 7919 + epoch)
+        by_type = {k: [t for t in pool if t.type == k] for k in TRIPLET_TYPES}
+        for s in range(steps):
+            batch = [t for k in TRIPLET_TYPES for t in by_type[k][s * self.per_type:(s + 1) * self.per_type]]
+            ids = torch.tensor([[self.index[f] for f in t.faces] for t in batch])
+            odd = torch.tensor([t.odd for t in batch])
+            margin = torch.tensor([MARGINS[t.type] for t in batch])
+            yield ids, odd, margin
+
+
+def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = "fecnet-lite-16d",
+                 epochs: int = 20, steps_per_epoch: int = 300, triplets_per_type: int = 30, lr: float = 5e-4,
+                 seed: int = 0, feature_cache: bool = True, log: Log = print) -> dict:
+    """FECNet: a frozen trunk and the embedding head trained with the triplet loss on FER+ vote triplets.
+
+    With feature_cache the frozen trunk runs once per face (and its mirror image) before training,
+    and each step only runs the head.
+    """
+    torch.manual_seed(seed)
+    out = Path(out)
+    config = get_config(model_name)
+    model = create_model(model_name, random_init=True)
+    trunk_state = {k[len("trunk."):]: v for k, v in _load_state(trunk_checkpoint).items() if k.startswith("trunk.")}
+    model.trunk.load_state_dict(trunk_state)
+    model.trunk.requires_grad_(False)
+    train, valid = read_ferplus(train_dir), read_ferplus(valid_dir)
+    t0 = time.time()
+    x_train = load_prepared(train.paths, config.preprocess)
+    x_valid = load_prepared(valid.paths, config.preprocess)
+    log(f"loaded {len(train)} training and {len(valid)} validation faces in {time.time() - t0:.0f}s")
+    names = [str(p) for p in valid.paths]
+    triplets = validation_triplets(valid)
+    model.trunk.eval()
+    cache = None
+    if feature_cache:
+        t0 = time.time()
+        with torch.inference_mode():
+            cache = torch.stack([
+                torch.cat([model.trunk(x[i:i + 512]).half() for i in range(0, len(x), 512)])
+                for x in (x_train, x_train.flip(3))
+            ])  # (2, N, C, H, W): original and mirrored
+        log(f"feature cache: {tuple(cache.shape)} in {time.time() - t0:.0f}s")
+    optimizer = torch.optim.Adam(model.head.parameters(), lr=lr)
+    checkpointer = Checkpointer(out)
+    start, history = checkpointer.load(model, optimizer)
+    sampler = TripletSampler(train, triplets_per_type, seed)
+    generator = torch.Generator().manual_seed(seed)
+    for epoch in range(start, epochs):
+        generator.manual_seed(seed * 1000 + epoch)
+        model.head.train()
+        t0, total = time.time(), 0.0
+        for ids, odd, margin in sampler.epoch(epoch, steps_per_epoch):
+            flat = ids.flatten()
+            flip = (torch.rand(len(flat), generator=generator) < 0.5).long()
+            if cache is not None:
+                features = cache[flip, flat].float()
+            else:
+                faces = x_train[flat]
+                faces = torch.where(flip.bool()[:, None, None, None], faces.flip(3), faces)
+                with torch.no_grad():
+                    features = model.trunk(faces)
+            e = model.head(features).view(len(ids), 3, -1)
+            loss = triplet_loss(e[:, 0], e[:, 1], e[:, 2], odd, margin)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+        seconds = time.time() - t0
+        acc = triplet_eval(model, x_valid, names, triplets)["l2"]
+        metrics = {"epoch": epoch + 1, "train_loss": total / steps_per_epoch, "seconds": round(seconds, 1),
+                   "valid_triplet_accuracy": acc}
+        history.append(metrics)
+        log(json.dumps(metrics))
+        checkpointer.save(model, optimizer, epoch + 1, history)
+    final = {"history": history, "train_dir": str(train_dir), "valid_dir": str(valid_dir),
+             "trunk_checkpoint": str(trunk_checkpoint), "epochs": epochs, "steps_per_epoch": steps_per_epoch,
+             "triplets_per_type": triplets_per_type, "lr": lr, "seed": seed, "feature_cache": feature_cache}
+    save_checkpoint(model, out, final)
+    return final
+
+
+def _load_state(path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
