@@ -83,11 +83,12 @@ def models():
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="Trained weights for --model.")
 @click.option("--cropped", is_flag=True, help="Each image already is one face crop (FER, CelebA aligned): no detection.")
 @click.option("--workers", default=4, show_default=True, help="Threads decoding images.")
+@click.option("--chunk-size", type=int, help="Images committed per transaction (default 512 cropped, 16 photos).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @detector_options
 @device_option
-def index(folder, index_dir, model_name, checkpoint, cropped, workers, as_json, quiet, min_face, min_prob,
+def index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_size, as_json, quiet, min_face, min_prob,
           thresholds, canvas, device):
     """Embed every face of FOLDER (recursively) into an index.
 
@@ -114,7 +115,7 @@ def index(folder, index_dir, model_name, checkpoint, cropped, workers, as_json, 
         model = create_model(model_name, checkpoint=checkpoint, device=device)
         indexer = Indexer(store, model, model_name, weights_checksum(model_name, checkpoint), cropped=cropped,
                           detector_config=make_detector_config(min_face, min_prob, thresholds, canvas),
-                          workers=workers, device=device, progress=not quiet and not as_json,
+                          workers=workers, chunk_size=chunk_size, device=device, progress=not quiet and not as_json,
                           report=lambda m: click.echo(m, err=True))
     except (MissingWeights, ModelMismatch, KeyError) as err:
         fail(str(err).strip("'\""))

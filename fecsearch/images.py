@@ -52,7 +52,11 @@ def find_images(root: str | os.PathLike) -> tuple[list[Path], list[tuple[Path, s
                 problems.append((path, err.strerror or "cannot be examined"))
                 continue
             if not regular:
-                reason = "broken symbolic link" if path.is_symlink() and not path.exists() else "not a regular file"
+                try:
+                    os.stat(path)
+                    reason = "not a regular file"
+                except OSError as err:  # a dangling or looping symbolic link
+                    reason = err.strerror or "cannot be examined"
                 problems.append((path, reason))
                 continue
             found.append(path)
@@ -66,12 +70,12 @@ def to_rgb(image: Image.Image) -> Image.Image:
         arr = np.asarray(image, dtype=np.float64)
         hi = arr.max() if arr.size else 0.0
         scale = 255.0 / hi if hi > 255 else 1.0
-        image = Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8), "L")
+        image = Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8))
     elif image.mode == "F":
         arr = np.asarray(image, dtype=np.float64)
         lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 1.0)
         arr = (arr - lo) / (hi - lo or 1.0) * 255.0
-        image = Image.fromarray(arr.astype(np.uint8), "L")
+        image = Image.fromarray(arr.astype(np.uint8))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         # Transparent areas become white rather than whatever colour the pixels hide.
         rgba = image.convert("RGBA")
@@ -119,6 +123,6 @@ def decode_image(data: bytes, path: str | os.PathLike = "<bytes>", max_pixels: i
     except UnidentifiedImageError:
         raise BadImage(f"{path}: not a recognised image format") from None
     except Image.DecompressionBombError as err:
-        raise BadImage(f"{path}: refused as a decompression bomb ({err})") from None
+        raise BadImage(f"{path}: refused as a decompression bomb: {err}") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise BadImage(f"{path}: cannot be decoded ({err})") from None

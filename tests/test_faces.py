@@ -1,0 +1,82 @@
+"""Detection on real photos and the paper's alignment geometry."""
+import math
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from fecsearch.faces import PAPER_GEOMETRY, FaceDetector, FaceGeometry, align_face
+from fecsearch.images import load_image
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return FaceDetector()
+
+
+def test_couple_has_two_faces(detector, photos):
+    faces = detector.detect([load_image(photos / "couple.jpg")])[0]
+    assert len(faces) == 2
+    for f in faces:
+        assert f.probability > 0.99 and f.landmarks.shape == (5, 2)
+        x1, y1, x2, y2 = f.box
+        # the eyes lie inside the box, the left one left of the right one
+        assert x1 < f.landmarks[0, 0] < f.landmarks[1, 0] < x2 and y1 < f.landmarks[0, 1] < y2
+
+
+def test_selfie_finds_faces_cut_by_the_edge(detector, photos):
+    # Seven people are visible; one shows less than half a face at the bottom-left corner.
+    # The border MTCNN is given finds the three that touch the photo's edges.
+    faces = detector.detect([load_image(photos / "selfie-many-people.jpg")])[0]
+    assert len(faces) >= 6
+    assert any(f.box[2] > 600 for f in faces)  # the face cut by the right edge
+
+
+def test_detect_batches_of_different_sizes(detector, photos):
+    images = [load_image(photos / n) for n in ("couple.jpg", "img1.jpg", "selfie-many-people.jpg")]
+    batched = detector.detect(images)
+    single = [detector.detect([im])[0] for im in images]
+    assert [len(f) for f in batched] == [len(f) for f in single]
+
+
+def eye_image(left, right, size=(400, 300)):
+    image = Image.new("RGB", size, "black")
+    draw = ImageDraw.Draw(image)
+    for x, y in (left, right):
+        draw.ellipse((x - 6, y - 6, x + 6, y + 6), fill="white")
+    return image
+
+
+def bright_centroids(crop):
+    a = np.asarray(crop.convert("L"), float)
+    ys, xs = np.nonzero(a > 0.3 * a.max())
+    w = a[ys, xs]
+    left = xs < a.shape[1] / 2
+
+    def centre(m):
+        return (xs[m] * w[m]).sum() / w[m].sum(), (ys[m] * w[m]).sum() / w[m].sum()
+
+    return centre(left), centre(~left)
+
+
+@pytest.mark.parametrize("roll", [0, 20, -35])
+@pytest.mark.parametrize("geometry", [PAPER_GEOMETRY, PAPER_GEOMETRY.scaled(48),
+                                      FaceGeometry(48, 17.75, 0.5, 0.39)])
+def test_alignment_puts_eyes_where_the_geometry_says(roll, geometry):
+    cx, cy, half = 200, 150, 40
+    a = math.radians(roll)
+    left = (cx - half * math.cos(a), cy - half * math.sin(a))
+    right = (cx + half * math.cos(a), cy + half * math.sin(a))
+    crop = align_face(eye_image(left, right), left, right, geometry)
+    assert crop.size == (geometry.size, geometry.size)
+    (lx, ly), (rx, ry) = bright_centroids(crop)
+    tolerance = max(1.0, geometry.size / 100)
+    assert abs(ly - ry) < tolerance  # roll undone
+    assert abs((rx - lx) - geometry.eye_distance) < 2 * tolerance  # eye distance scaled
+    assert abs((lx + rx) / 2 - geometry.eye_center_x * geometry.size) < tolerance
+    assert abs((ly + ry) / 2 - geometry.eye_center_y * geometry.size) < tolerance
+
+
+def test_paper_geometry_is_55px_in_224():
+    assert (PAPER_GEOMETRY.size, PAPER_GEOMETRY.eye_distance) == (224, 55)
+    assert PAPER_GEOMETRY.scaled(112).eye_distance == pytest.approx(27.5)
