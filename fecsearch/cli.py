@@ -289,5 +289,7 @@ def info(index_dir, as_json, show_skipped):
         click.echo(f"  skipped {row['error']}")
 
 
+from . import cli_models  # noqa: E402,F401  registers `train` and `eval`
+
 if __name__ == "__main__":
     sys.exit(main())

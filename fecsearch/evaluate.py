@@ -79,3 +79,30 @@ def knn_auc(scores: np.ndarray, labels: np.ndarray, class_names) -> dict:
             per_class[name] = float(roc_auc_score(positives, scores[:, c]))
     return {"auc_per_class": per_class, "mean_auc": float(np.mean(list(per_class.values()))),
             "top1_accuracy": float((scores.argmax(1) == labels).mean()), "queries": int(len(labels))}
+
+
+def embed_paths(model, paths, batch_size: int = 512) -> np.ndarray:
+    """Embeddings of face crops, prepared exactly as training and `index --cropped` prepare them."""
+    from .train import load_prepared
+
+    return model.embed(load_prepared(paths, model.config.preprocess), batch_size)
+
+
+def subject_of(path) -> str:
+    """CK+ names files S<subject>_<sequence>_<frame>.png."""
+    return str(path).rsplit("/", 1)[-1].split("_")[0]
+
+
+def subject_independent_retrieval(vectors: np.ndarray, labels: np.ndarray, subjects: list[str], top: int = 5,
+                                  distance: str = "l2") -> dict:
+    """Share of each query's `top` nearest faces, other subjects only, that show the query's expression."""
+    subjects = np.array(subjects)
+    v = np.asarray(vectors, np.float64)
+    if distance == "cosine":
+        v = v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-12)
+    d = ((v[:, None, :] - v[None, :, :]) ** 2).sum(-1)
+    d[subjects[:, None] == subjects[None, :]] = np.inf  # the query's own subject never counts
+    nearest = np.argsort(d, axis=1)[:, :top]
+    hits = labels[nearest] == labels[:, None]
+    chance = float(np.mean([(labels[subjects != s] == c).mean() for s, c in zip(subjects, labels)]))
+    return {"precision_at_top": float(hits.mean()), "top": top, "queries": int(len(labels)), "chance": chance}

@@ -16,7 +16,7 @@ from .images import load_image
 from .labels import LabelledFaces, read_ferplus, read_labelled
 from .models.registry import (FaceEmbedder, ModelConfig, Preprocess, create_model, get_config, prepare_face,
                               save_checkpoint)
-from .triplets import MARGINS, TRIPLET_TYPES, Triplet, ferplus_vote_triplets
+from .triplets import MARGINS, TRIPLET_TYPES, Triplet, ferplus_vote_triplets, label_triplets
 
 Log = Callable[[str], None]
 VALID_TRIPLET_SEED = 2019
@@ -144,15 +144,22 @@ def triplet_loss(e1, e2, e3, odd: torch.Tensor, margin: torch.Tensor) -> torch.T
 class TripletSampler:
     """Batches with the same number of triplets of each type, drawn from a fresh pool each epoch."""
 
-    def __init__(self, faces: LabelledFaces, per_type: int, seed: int):
-        self.faces, self.per_type, self.seed = faces, per_type, seed
+    def __init__(self, faces: LabelledFaces, per_type: int, seed: int, source: str = "votes"):
+        self.faces, self.per_type, self.seed, self.source = faces, per_type, seed, source
         self.index = {str(p): i for i, p in enumerate(faces.paths)}
 
     def epoch(self, epoch: int, steps: int):
-        pool = ferplus_vote_triplets(self.faces, 3 * self.per_type * steps, seed=self.seed * 7919 + epoch)
-        by_type = {k: [t for t in pool if t.type == k] for k in TRIPLET_TYPES}
+        seed = self.seed * 7919 + epoch
+        if self.source == "labels":  # AFFNet-TL: label triplets are all of one kind, 3 x per_type a batch
+            pool = label_triplets(self.faces, 3 * self.per_type * steps, seed=seed)
+            by_type = {"TWO_CLASS_TRIPLET": pool}
+            per_batch = {"TWO_CLASS_TRIPLET": 3 * self.per_type}
+        else:
+            pool = ferplus_vote_triplets(self.faces, 3 * self.per_type * steps, seed=seed)
+            by_type = {k: [t for t in pool if t.type == k] for k in TRIPLET_TYPES}
+            per_batch = {k: self.per_type for k in TRIPLET_TYPES}
         for s in range(steps):
-            batch = [t for k in TRIPLET_TYPES for t in by_type[k][s * self.per_type:(s + 1) * self.per_type]]
+            batch = [t for k, n in per_batch.items() for t in by_type[k][s * n:(s + 1) * n]]
             ids = torch.tensor([[self.index[f] for f in t.faces] for t in batch])
             odd = torch.tensor([t.odd for t in batch])
             margin = torch.tensor([MARGINS[t.type] for t in batch])
@@ -161,11 +168,13 @@ class TripletSampler:
 
 def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = "fecnet-lite-16d",
                  epochs: int = 20, steps_per_epoch: int = 300, triplets_per_type: int = 30, lr: float = 5e-4,
-                 seed: int = 0, feature_cache: bool = True, log: Log = print) -> dict:
+                 seed: int = 0, feature_cache: bool = True, triplet_source: str = "votes",
+                 log: Log = print) -> dict:
     """FECNet: a frozen trunk and the embedding head trained with the triplet loss on FER+ vote triplets.
 
     With feature_cache the frozen trunk runs once per face (and its mirror image) before training,
-    and each step only runs the head.
+    and each step only runs the head. triplet_source="labels" trains AFFNet-TL instead: the same
+    network and loss on triplets made from emotion labels alone.
     """
     torch.manual_seed(seed)
     out = Path(out)
@@ -194,7 +203,7 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     optimizer = torch.optim.Adam(model.head.parameters(), lr=lr)
     checkpointer = Checkpointer(out)
     start, history = checkpointer.load(model, optimizer)
-    sampler = TripletSampler(train, triplets_per_type, seed)
+    sampler = TripletSampler(train, triplets_per_type, seed, triplet_source)
     generator = torch.Generator().manual_seed(seed)
     for epoch in range(start, epochs):
         generator.manual_seed(seed * 1000 + epoch)
@@ -225,7 +234,8 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
         checkpointer.save(model, optimizer, epoch + 1, history)
     final = {"history": history, "train_dir": str(train_dir), "valid_dir": str(valid_dir),
              "trunk_checkpoint": str(trunk_checkpoint), "epochs": epochs, "steps_per_epoch": steps_per_epoch,
-             "triplets_per_type": triplets_per_type, "lr": lr, "seed": seed, "feature_cache": feature_cache}
+             "triplets_per_type": triplets_per_type, "lr": lr, "seed": seed, "feature_cache": feature_cache,
+             "triplet_source": triplet_source}
     save_checkpoint(model, out, final)
     return final
 

@@ -78,6 +78,28 @@ def ferplus_vote_triplets(faces: LabelledFaces, count: int, seed: int = 0, margi
     return out[:count] if len(out) > count else out
 
 
+def label_triplets(faces: LabelledFaces, count: int, seed: int = 0, root: Path | None = None) -> list[Triplet]:
+    """AFFNet-TL's triplets: two faces of one emotion label and a third of another, which is the odd one.
+
+    Only labels, no human similarity judgement: the paper's baseline for what labels alone teach.
+    """
+    rng = np.random.default_rng(seed)
+    classes = sorted(set(faces.labels.tolist()))
+    by_class = {c: np.flatnonzero(faces.labels == c) for c in classes}
+    classes = [c for c in classes if len(by_class[c]) >= 2]
+    names = [str(p.relative_to(root)) if root else str(p) for p in faces.paths]
+    out = []
+    for _ in range(count):
+        a, b = rng.choice(classes, 2, replace=False)
+        pair = rng.choice(by_class[a], 2, replace=False)
+        odd_face = rng.choice(by_class[b])
+        position = int(rng.integers(3))
+        idx = list(pair)
+        idx.insert(position, odd_face)
+        out.append(Triplet(tuple(names[i] for i in idx), "TWO_CLASS_TRIPLET", [("labels", position + 1)]))
+    return out
+
+
 def save_triplets(triplets: list[Triplet], path: str | Path) -> None:
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")

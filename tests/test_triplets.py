@@ -51,3 +51,15 @@ def test_fec_csv(tmp_path):
     assert parsed["type"] == "TWO_CLASS_TRIPLET" and len(parsed["annotations"]) == 6
     assert strong_agreement(parsed["annotations"])  # 4 of 6 agree
     assert not strong_agreement([("a", 1), ("b", 2), ("c", 3), ("d", 1), ("e", 2), ("f", 3)])
+
+
+def test_label_triplets(valid):
+    from fecsearch.triplets import label_triplets
+
+    triplets = label_triplets(valid, 200, seed=0)
+    index = {str(p): i for i, p in enumerate(valid.paths)}
+    for t in triplets:
+        labels = [valid.labels[index[f]] for f in t.faces]
+        odd = t.odd - 1
+        pair = [labels[i] for i in range(3) if i != odd]
+        assert pair[0] == pair[1] != labels[odd]

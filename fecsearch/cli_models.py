@@ -1,0 +1,197 @@
+"""`fecsearch train ...` and `fecsearch eval ...`: training and the paper's evaluations."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .cli import echo_json, fail, main
+
+
+@main.group()
+def train():
+    """Train the paper's models (AFFNet-CL baseline, FECNet embedding)."""
+
+
+@train.command("affnet")
+@click.option("--train", "train_dir", required=True, type=click.Path(exists=True, path_type=Path),
+              help="FER+ folder with label.csv, or a folder per class (CK+48, AffectNet).")
+@click.option("--valid", "valid_dir", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Checkpoint to write (.safetensors).")
+@click.option("--model", "model_name", default="affnet-lite-cl-p", show_default=True)
+@click.option("--epochs", default=15, show_default=True)
+@click.option("--batch-size", default=128, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, seed):
+    """AFFNet-CL: trunk, head and an 8-way emotion classifier trained end to end.
+
+    Resumes from OUT's .state.pt if a previous run was interrupted.
+
+    \b
+    Example:
+      fecsearch train affnet --train ../shared/data/ferplus/train --valid ../shared/data/ferplus/valid \\
+          --out fecsearch/weights/affnet-lite-cl.safetensors
+    """
+    from .train import train_classifier
+
+    train_classifier(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, seed, log=click.echo)
+    click.echo(f"wrote {out}")
+
+
+@train.command("fecnet")
+@click.option("--train", "train_dir", required=True, type=click.Path(exists=True, path_type=Path),
+              help="FER+ folder with label.csv: vote triplets are drawn from it.")
+@click.option("--valid", "valid_dir", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--trunk", "trunk_checkpoint", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Checkpoint whose trunk is frozen under the new head (e.g. the AFFNet-CL one).")
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.option("--model", "model_name", default="fecnet-lite-16d", show_default=True)
+@click.option("--epochs", default=20, show_default=True)
+@click.option("--steps", "steps_per_epoch", default=300, show_default=True, help="Batches per epoch.")
+@click.option("--per-type", "triplets_per_type", default=30, show_default=True,
+              help="Triplets of each type in a batch (the paper: 30).")
+@click.option("--lr", default=5e-4, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--feature-cache/--no-feature-cache", default=True, show_default=True,
+              help="Run the frozen trunk once per face instead of at every step.")
+@click.option("--triplets", "triplet_source", type=click.Choice(["votes", "labels"]), default="votes",
+              show_default=True, help="votes: FER+ vote triplets (FECNet); labels: label triplets (AFFNet-TL).")
+def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs, steps_per_epoch,
+                 triplets_per_type, lr, seed, feature_cache, triplet_source):
+    """FECNet: the embedding head on a frozen trunk, triplet loss of eq. (1) on FER+ vote triplets.
+
+    \b
+    Example:
+      fecsearch train fecnet --train ../shared/data/ferplus/train --valid ../shared/data/ferplus/valid \\
+          --trunk fecsearch/weights/affnet-lite-cl.safetensors --out fecsearch/weights/fecnet-lite-16d.safetensors
+    """
+    from .train import train_fecnet as run
+
+    run(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs, steps_per_epoch, triplets_per_type, lr,
+        seed, feature_cache, triplet_source, log=click.echo)
+    click.echo(f"wrote {out}")
+
+
+@main.group("eval")
+def evaluate():
+    """The paper's evaluations: triplet accuracy, K-NN emotion AUC, cross-dataset retrieval."""
+
+
+def load(model_name, checkpoint):
+    from .models.registry import MissingWeights, create_model
+
+    try:
+        return create_model(model_name, checkpoint=checkpoint)
+    except (MissingWeights, KeyError) as err:
+        fail(str(err).strip("'\""))
+
+
+@evaluate.command("triplets")
+@click.option("--model", "model_names", multiple=True, default=["fecnet-lite-16d", "affnet-lite-cl-p",
+              "affnet-lite-cl-f"], show_default=True, help="Repeat to compare models.")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="Weights (with one --model).")
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, path_type=Path),
+              help="FER+ folder with label.csv.")
+@click.option("--count", default=6000, show_default=True)
+@click.option("--seed", default=2019, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def eval_triplets(model_names, checkpoint, data_dir, count, seed, as_json):
+    """Triplet prediction accuracy, overall and per type, with L1, L2 and cosine distances.
+
+    \b
+    Example:
+      fecsearch eval triplets --data ../shared/data/ferplus/valid
+    """
+    from .evaluate import embed_paths, triplet_accuracy
+    from .labels import read_ferplus
+    from .triplets import ferplus_vote_triplets
+
+    faces = read_ferplus(data_dir)
+    triplets = ferplus_vote_triplets(faces, count, seed=seed)
+    report = {"data": str(data_dir), "seed": seed, "triplets": len(triplets), "models": {}}
+    for name in model_names:
+        model = load(name, checkpoint)
+        vectors = embed_paths(model, faces.paths)
+        acc = triplet_accuracy(dict(zip(map(str, faces.paths), vectors)), triplets)
+        acc.pop("triplets")
+        report["models"][name] = acc
+    if as_json:
+        echo_json(report)
+        return
+    click.echo(f"{len(triplets)} FER+ vote triplets from {data_dir} (seed {seed})")
+    click.echo(f"{'model':18} {'dist':6} {'overall':>8} {'one':>7} {'two':>7} {'three':>7}")
+    for name, acc in report["models"].items():
+        for dist, row in acc.items():
+            click.echo(f"{name:18} {dist:6} {row['overall']:8.3f} {row.get('ONE_CLASS_TRIPLET', 0):7.3f} "
+                       f"{row.get('TWO_CLASS_TRIPLET', 0):7.3f} {row.get('THREE_CLASS_TRIPLET', 0):7.3f}")
+
+
+@evaluate.command("knn")
+@click.option("--model", "model_names", multiple=True, default=["fecnet-lite-16d", "affnet-lite-cl-p"],
+              show_default=True)
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--labelled", "labelled_dir", required=True, type=click.Path(exists=True, path_type=Path),
+              help="The labelled set the neighbours come from.")
+@click.option("--test", "test_dir", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-k", default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def eval_knn(model_names, checkpoint, labelled_dir, test_dir, k, as_json):
+    """K-NN emotion classification: per-class and mean one-vs-rest AUC-ROC, top-1 accuracy (Table 4).
+
+    \b
+    Example:
+      fecsearch eval knn --labelled ../shared/data/ferplus/train --test ../shared/data/ferplus/valid
+    """
+    from .evaluate import embed_paths, knn_auc, knn_scores
+    from .labels import read_labelled
+    from .models.registry import EMOTIONS
+
+    labelled, test = read_labelled(labelled_dir), read_labelled(test_dir)
+    report = {"labelled": str(labelled_dir), "test": str(test_dir), "k": k, "models": {}}
+    for name in model_names:
+        model = load(name, checkpoint)
+        a, b = embed_paths(model, labelled.paths), embed_paths(model, test.paths)
+        scores = knn_scores(a, labelled.labels, b, k, len(EMOTIONS), model.config.distance)
+        report["models"][name] = knn_auc(scores, test.labels, EMOTIONS)
+    if as_json:
+        echo_json(report)
+        return
+    for name, r in report["models"].items():
+        per = " ".join(f"{c}={v * 100:.1f}" for c, v in r["auc_per_class"].items())
+        click.echo(f"{name:18} mean AUC {r['mean_auc'] * 100:.1f}  top-1 {r['top1_accuracy'] * 100:.1f}%  [{per}]")
+
+
+@evaluate.command("retrieval")
+@click.option("--model", "model_names", multiple=True, default=["fecnet-lite-16d", "affnet-lite-cl-p"],
+              show_default=True)
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Folder per class with CK+ file names (S<subject>_<seq>_<frame>.png).")
+@click.option("--top", default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def eval_retrieval(model_names, checkpoint, data_dir, top, as_json):
+    """Subject-independent retrieval: how many of the top faces, other people only, share the expression.
+
+    \b
+    Example:
+      fecsearch eval retrieval --data ../shared/data/ckplus48
+    """
+    from .evaluate import embed_paths, subject_independent_retrieval, subject_of
+    from .labels import read_class_folders
+
+    faces = read_class_folders(data_dir)
+    subjects = [subject_of(p) for p in faces.paths]
+    report = {"data": str(data_dir), "models": {}}
+    for name in model_names:
+        model = load(name, checkpoint)
+        vectors = embed_paths(model, faces.paths)
+        report["models"][name] = subject_independent_retrieval(vectors, faces.labels, subjects, top,
+                                                               model.config.distance)
+    if as_json:
+        echo_json(report)
+        return
+    for name, r in report["models"].items():
+        click.echo(f"{name:18} expression in top {top}: {r['precision_at_top'] * 100:.1f}% "
+                   f"(chance {r['chance'] * 100:.1f}%, {r['queries']} queries)")
