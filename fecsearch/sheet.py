@@ -21,7 +21,8 @@ def face_thumbnail(path: str, box, size: int = TILE, margin: float = 0.15) -> Im
     return crop.resize((size, size), Image.BICUBIC)
 
 
-def contact_sheet(tiles: list[tuple[Image.Image, str]], out: str | Path, columns: int = 6) -> Path:
+def contact_sheet(tiles: list[tuple[Image.Image, str]], out: str | Path, columns: int = 6,
+                  outline_first: bool = True) -> Path:
     """Lay out (image, caption) tiles in a grid and save it; the first tile is outlined as the query."""
     font = ImageFont.load_default()
     rows = -(-len(tiles) // columns)
@@ -31,7 +32,7 @@ def contact_sheet(tiles: list[tuple[Image.Image, str]], out: str | Path, columns
         x, y = (i % columns) * TILE, (i // columns) * (TILE + LABEL)
         sheet.paste(tile.convert("RGB").resize((TILE, TILE)), (x, y))
         draw.text((x + 3, y + TILE + 3), caption, fill="black", font=font)
-        if i == 0:
+        if i == 0 and outline_first:
             draw.rectangle((x, y, x + TILE - 1, y + TILE - 1), outline=(220, 30, 30), width=3)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
