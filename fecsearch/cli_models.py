@@ -58,8 +58,10 @@ def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, 
               help="Run the frozen trunk once per face instead of at every step.")
 @click.option("--triplets", "triplet_source", type=click.Choice(["votes", "labels"]), default="votes",
               show_default=True, help="votes: FER+ vote triplets (FECNet); labels: label triplets (AFFNet-TL).")
+@click.option("--trunk-lr", default=0.0, show_default=True,
+              help="Above 0: fine-tune the trunk too at this learning rate (no feature cache).")
 def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs, steps_per_epoch,
-                 triplets_per_type, lr, seed, feature_cache, triplet_source):
+                 triplets_per_type, lr, seed, feature_cache, triplet_source, trunk_lr):
     """FECNet: the embedding head on a frozen trunk, triplet loss of eq. (1) on FER+ vote triplets.
 
     \b
@@ -70,7 +72,7 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs
     from .train import train_fecnet as run
 
     run(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs, steps_per_epoch, triplets_per_type, lr,
-        seed, feature_cache, triplet_source, log=click.echo)
+        seed, feature_cache, triplet_source, trunk_lr, log=click.echo)
     click.echo(f"wrote {out}")
 
 

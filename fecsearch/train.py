@@ -169,12 +169,13 @@ class TripletSampler:
 def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = "fecnet-lite-16d",
                  epochs: int = 20, steps_per_epoch: int = 300, triplets_per_type: int = 30, lr: float = 5e-4,
                  seed: int = 0, feature_cache: bool = True, triplet_source: str = "votes",
-                 log: Log = print) -> dict:
+                 trunk_lr: float = 0.0, log: Log = print) -> dict:
     """FECNet: a frozen trunk and the embedding head trained with the triplet loss on FER+ vote triplets.
 
     With feature_cache the frozen trunk runs once per face (and its mirror image) before training,
     and each step only runs the head. triplet_source="labels" trains AFFNet-TL instead: the same
-    network and loss on triplets made from emotion labels alone.
+    network and loss on triplets made from emotion labels alone. trunk_lr > 0 fine-tunes the trunk
+    too, at that learning rate (no feature cache then).
     """
     torch.manual_seed(seed)
     out = Path(out)
@@ -182,7 +183,9 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     model = create_model(model_name, random_init=True)
     trunk_state = {k[len("trunk."):]: v for k, v in _load_state(trunk_checkpoint).items() if k.startswith("trunk.")}
     model.trunk.load_state_dict(trunk_state)
-    model.trunk.requires_grad_(False)
+    fine_tune = trunk_lr > 0
+    feature_cache = feature_cache and not fine_tune
+    model.trunk.requires_grad_(fine_tune)
     train, valid = read_ferplus(train_dir), read_ferplus(valid_dir)
     t0 = time.time()
     x_train = load_prepared(train.paths, config.preprocess)
@@ -200,7 +203,10 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
                 for x in (x_train, x_train.flip(3))
             ])  # (2, N, C, H, W): original and mirrored
         log(f"feature cache: {tuple(cache.shape)} in {time.time() - t0:.0f}s")
-    optimizer = torch.optim.Adam(model.head.parameters(), lr=lr)
+    groups = [{"params": model.head.parameters(), "lr": lr}]
+    if fine_tune:
+        groups.append({"params": model.trunk.parameters(), "lr": trunk_lr})
+    optimizer = torch.optim.Adam(groups)
     checkpointer = Checkpointer(out)
     start, history = checkpointer.load(model, optimizer)
     sampler = TripletSampler(train, triplets_per_type, seed, triplet_source)
@@ -208,12 +214,15 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     for epoch in range(start, epochs):
         generator.manual_seed(seed * 1000 + epoch)
         model.head.train()
+        model.trunk.train(fine_tune)
         t0, total = time.time(), 0.0
         for ids, odd, margin in sampler.epoch(epoch, steps_per_epoch):
             flat = ids.flatten()
             flip = (torch.rand(len(flat), generator=generator) < 0.5).long()
             if cache is not None:
                 features = cache[flip, flat].float()
+            elif fine_tune:
+                features = model.trunk(augment(x_train[flat], generator))
             else:
                 faces = x_train[flat]
                 faces = torch.where(flip.bool()[:, None, None, None], faces.flip(3), faces)
@@ -235,7 +244,7 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     final = {"history": history, "train_dir": str(train_dir), "valid_dir": str(valid_dir),
              "trunk_checkpoint": str(trunk_checkpoint), "epochs": epochs, "steps_per_epoch": steps_per_epoch,
              "triplets_per_type": triplets_per_type, "lr": lr, "seed": seed, "feature_cache": feature_cache,
-             "triplet_source": triplet_source}
+             "triplet_source": triplet_source, "trunk_lr": trunk_lr}
     save_checkpoint(model, out, final)
     return final
 
