@@ -162,7 +162,7 @@ def query(image, k, index_dir, face_id, face_number, cropped, as_json, sheet, de
     from .store import ModelMismatch
 
     if (image is None) == (face_id is None):
-        fail("give either an IMAGE or --id FACE_ID")
+        raise click.UsageError("give either an IMAGE or --id FACE_ID")
     started = time.time()
     try:
         searcher = Searcher(index_dir, device=pick_device(device))

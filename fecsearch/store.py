@@ -103,6 +103,8 @@ class FaceStore:
 
     # --- runs ---------------------------------------------------------------------------------
     def start_run(self, command: str, root: str, model: str) -> int:
+        # A run still marked running was killed: say so (its committed chunks stay).
+        self.db.execute("update runs set status = 'interrupted' where status = 'running'")
         return self.db["runs"].insert({"started_at": time.time(), "command": command, "root": root, "model": model,
                                        "status": "running"}).last_pk
 
