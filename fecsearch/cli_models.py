@@ -197,3 +197,37 @@ def eval_retrieval(model_names, checkpoint, data_dir, top, as_json):
     for name, r in report["models"].items():
         click.echo(f"{name:18} expression in top {top}: {r['precision_at_top'] * 100:.1f}% "
                    f"(chance {r['chance'] * 100:.1f}%, {r['queries']} queries)")
+
+
+@main.group()
+def fec():
+    """Google's FEC dataset (facial expression comparison triplets)."""
+
+
+@fec.command("download")
+@click.argument("csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.option("--workers", default=16, show_default=True, help="Parallel downloads.")
+@click.option("--retries", default=3, show_default=True, help="Retries of timeouts and server errors.")
+@click.option("--timeout", default=20.0, show_default=True, help="Seconds per request.")
+@click.option("--json", "as_json", is_flag=True)
+def fec_download(csv_path, out, workers, retries, timeout, as_json):
+    """Fetch FEC's photos (each once), crop every face by its box, write triplets.jsonl and a manifest.
+
+    Dead links (many Flickr photos are gone) are listed in OUT/dead_links.json. Run it again to
+    resume: what is on disk is kept.
+
+    \b
+    Example:
+      fecsearch fec download faceexp-comparison-data-train-public.csv --out data/fec-train
+    """
+    from .fec import download_fec
+
+    report = download_fec(csv_path, out, workers, retries, timeout, progress=not as_json)
+    if as_json:
+        echo_json(report.to_dict())
+        return
+    d = report.to_dict()
+    click.echo(f"{d['rows']} rows, {d['photos']} photos: {d['photos_fetched']} fetched, {d['photos_cached']} already "
+               f"here, {d['dead_links']} dead (see {out / 'dead_links.json'}); {d['faces']} faces; "
+               f"{d['triplets']} complete triplets ({d['strong_triplets']} strong) in {out / 'triplets.jsonl'}")

@@ -143,4 +143,4 @@ def parse_fec_csv(path: str | Path) -> list[dict]:
 def strong_agreement(annotations: list[tuple[str, int]]) -> bool:
     """The paper's 'strong' triplets: at least two thirds of the raters name the same odd one."""
     counts = np.bincount([a for _, a in annotations], minlength=4)
-    return counts.max() * 3 >= 2 * counts.sum()
+    return bool(counts.max() * 3 >= 2 * counts.sum())
