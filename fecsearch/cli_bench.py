@@ -99,3 +99,68 @@ def rank_diff(data_dir, model_a, model_b, n_queries, max_n, seed, judge, out, pl
     click.echo(f"{model_a} (A) vs {model_b} (B), {n_queries} queries over {len(collection)} faces, {judge} judge")
     for n in range(1, max_n + 1):
         click.echo(f"  N={n:2d}  rank-difference {mean[n - 1]:+.3f} ± {sem[n - 1]:.3f}")
+
+
+@main.command("summarize")
+@click.argument("folder", required=False, type=click.Path(exists=True, path_type=Path))
+@click.option("--index", "index_dir", type=click.Path(exists=True, path_type=Path),
+              help="Summarise an index's faces instead of a folder.")
+@click.option("-n", "clusters", default=10, show_default=True, help="How many expressions to show.")
+@click.option("--sheet", type=click.Path(path_type=Path), help="Contact sheet of one face per cluster.")
+@click.option("--model", "model_name", default=None, help="Model for FOLDER (default fecnet-lite-16d).")
+@click.option("--json", "as_json", is_flag=True)
+def summarize_cmd(folder, index_dir, clusters, sheet, model_name, as_json):
+    """Album summary: cluster the faces by expression and pick the most typical face of each cluster.
+
+    \b
+    Examples:
+      fecsearch summarize ../shared/data/photos -n 10 --sheet summary.jpg
+      fecsearch summarize --index indexes/default -n 8 --json
+    """
+    from .cli import fail
+    from .sheet import contact_sheet, face_thumbnail
+    from .summarize import summarize
+
+    if (folder is None) == (index_dir is None):
+        raise click.UsageError("give either a FOLDER or --index")
+    if index_dir:
+        from .store import FaceStore
+
+        store = FaceStore(index_dir, create=False)
+        ids, vectors = store.embeddings()
+        rows = store.faces_by_id(ids)
+        faces = [{"path": rows[i]["path"], "box": [rows[i][k] for k in ("x1", "y1", "x2", "y2")], "face_id": int(i)}
+                 for i in ids]
+    else:
+        from .images import BadImage, find_images, load_image
+        from .models.registry import DEFAULT_MODEL
+        from .pipeline import FacePipeline
+
+        model = load(model_name or DEFAULT_MODEL, None)
+        pipeline = FacePipeline(model)
+        files, _ = find_images(folder)
+        faces, found = [], []
+        for f in files:
+            try:
+                for face in pipeline.find_faces([load_image(f)])[0]:
+                    faces.append({"path": str(f), "box": list(face.box)})
+                    found.append(face)
+            except BadImage as err:
+                click.echo(f"skipped {err}", err=True)
+        vectors = pipeline.embed(found)
+    if not len(faces):
+        fail("no faces to summarise")
+    groups = summarize(vectors, clusters)
+    summary = [{**faces[g["representative"]], "cluster_size": len(g["members"])} for g in groups]
+    if sheet:
+        tiles = [(face_thumbnail(s["path"], s["box"]), f"{Path(s['path']).stem[:10]} ({s['cluster_size']})")
+                 for s in summary]
+        contact_sheet(tiles, sheet, columns=min(5, len(tiles)), outline_first=False)
+    if as_json:
+        echo_json({"faces": len(faces), "clusters": summary})
+        return
+    click.echo(f"{len(faces)} faces in {len(summary)} expression clusters:")
+    for s in summary:
+        click.echo(f"  {s['cluster_size']:4d} faces, e.g. {s['path']} {[round(v) for v in s['box']]}")
+    if sheet:
+        click.echo(f"sheet: {sheet}")
