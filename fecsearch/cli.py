@@ -289,7 +289,7 @@ def info(index_dir, as_json, show_skipped):
         click.echo(f"  skipped {row['error']}")
 
 
-from . import cli_bench, cli_models  # noqa: E402,F401  register `train`, `eval`, `fec`, `bench`
+from . import cli_apps, cli_models  # noqa: E402,F401  register the training and application commands
 
 if __name__ == "__main__":
     sys.exit(main())

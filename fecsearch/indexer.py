@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,9 +77,16 @@ def _decode(item: tuple[Path, int, float]) -> Decoded:
         return Decoded(path, size, mtime, error=str(err))
 
 
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
+def decode_ahead(pool: ThreadPoolExecutor, items: list, ahead: int) -> Iterator[Decoded]:
+    """Decode in the pool, in order, at most `ahead` images in flight: memory stays bounded however
+    large the folder (Executor.map would queue every file at once)."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(_decode, item))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 class Indexer:
@@ -144,7 +152,7 @@ class Indexer:
             bar = tqdm(total=len(todo), unit="img", desc="indexing", disable=not self.progress, dynamic_ncols=True)
             with ThreadPoolExecutor(self.workers) as pool:
                 # Decoding runs ahead in threads while the main thread detects and embeds.
-                decoded = pool.map(_decode, todo, chunksize=16 if self.cropped else 1)
+                decoded = decode_ahead(pool, todo, ahead=2 * self.chunk_size)
                 buffer: list[Decoded] = []
                 for item in decoded:
                     buffer.append(item)

@@ -195,6 +195,23 @@ class FaceStore:
             f"where faces.id in ({marks})", face_ids)
         return {r["id"]: r for r in rows}
 
+    def set_labels(self, labels: dict[str, str], source: str) -> int:
+        """Label every face of the images at these paths; returns how many faces were labelled."""
+        count = 0
+        with self.db.conn:
+            self.db.execute("BEGIN IMMEDIATE")
+            for path, label in labels.items():
+                rows = self.db.execute("select faces.id from faces join images on images.id = faces.image_id "
+                                       "where images.path = ?", [path]).fetchall()
+                for (face_id,) in rows:
+                    self.db.execute("insert or replace into labels (face_id, label, source) values (?, ?, ?)",
+                                    [face_id, label, source])
+                    count += 1
+        return count
+
+    def labels(self) -> dict[int, str]:
+        return dict(self.db.execute("select face_id, label from labels").fetchall())
+
     def skipped_images(self) -> list[dict]:
         return list(self.db.query("select path, error from images where status = 'skipped' order by path"))
 

@@ -1,4 +1,4 @@
-"""`fecsearch bench ...`: repeatable versions of the paper's studies."""
+"""The paper's applications as commands: rank-difference bench, summarize, label, classify, map."""
 from __future__ import annotations
 
 import json
@@ -164,3 +164,132 @@ def summarize_cmd(folder, index_dir, clusters, sheet, model_name, as_json):
         click.echo(f"  {s['cluster_size']:4d} faces, e.g. {s['path']} {[round(v) for v in s['box']]}")
     if sheet:
         click.echo(f"sheet: {sheet}")
+
+
+@main.command("label")
+@click.option("--index", "index_dir", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--ferplus", "ferplus_dir", type=click.Path(exists=True, path_type=Path),
+              help="A FER+ folder: each image gets its majority emotion from label.csv.")
+@click.option("--folders", "folders_dir", type=click.Path(exists=True, path_type=Path),
+              help="A folder per class: each image gets its folder's name.")
+@click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A CSV with columns path,label.")
+def label_cmd(index_dir, ferplus_dir, folders_dir, csv_path):
+    """Attach labels to indexed faces, for classify, map and the label judge.
+
+    \b
+    Example:
+      fecsearch label --index indexes/fer-train --ferplus ../shared/data/ferplus/train
+    """
+    import csv
+    import os
+
+    from .labels import read_class_folders, read_ferplus
+    from .models.registry import EMOTIONS
+    from .store import FaceStore
+
+    if sum(x is not None for x in (ferplus_dir, folders_dir, csv_path)) != 1:
+        raise click.UsageError("give one of --ferplus, --folders or --csv")
+    if csv_path:
+        with open(csv_path, newline="") as f:
+            labels = {os.path.abspath(r["path"]): r["label"] for r in csv.DictReader(f)}
+        source = str(csv_path)
+    else:
+        faces = read_ferplus(ferplus_dir) if ferplus_dir else read_class_folders(folders_dir)
+        labels = {os.path.abspath(p): EMOTIONS[c] for p, c in zip(faces.paths, faces.labels)}
+        source = str(ferplus_dir or folders_dir)
+    count = FaceStore(index_dir, create=False).set_labels(labels, source)
+    click.echo(f"labelled {count} faces from {len(labels)} labels ({source})")
+
+
+@main.command("classify")
+@click.argument("image", type=click.Path(exists=True, path_type=Path))
+@click.option("--index", "index_dir", required=True, type=click.Path(exists=True, path_type=Path),
+              help="An index with labels (see `fecsearch label`).")
+@click.option("-k", default=200, show_default=True)
+@click.option("--face", "face_number", type=int, help="Which face of IMAGE; default the largest.")
+@click.option("--cropped", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+def classify_cmd(image, index_dir, k, face_number, cropped, as_json):
+    """K-NN emotion of a face: the share of each label among its K nearest labelled faces.
+
+    \b
+    Example:
+      fecsearch classify smile.jpg --index indexes/fer-train -k 200
+    """
+    from .cli import fail
+    from .search import Searcher
+
+    searcher = Searcher(index_dir)
+    labels = searcher.store.labels()
+    if not labels:
+        fail(f"{index_dir} has no labels; add some with `fecsearch label`")
+    try:
+        q = searcher.query_image(image, face=face_number, cropped=cropped)
+    except LookupError as err:
+        fail(str(err).strip("'\""))
+    # Search deeper than k so that k labelled neighbours are found when some faces have no label.
+    hits = searcher.index.search(q.vector, min(len(searcher.index), k * 4))
+    votes = [labels[h.face_id] for h in hits if h.face_id in labels][:k]
+    names = sorted(set(labels.values()))
+    scores = {n: votes.count(n) / max(1, len(votes)) for n in names}
+    best = max(scores, key=scores.get)
+    if as_json:
+        echo_json({"image": str(image), "label": best, "scores": scores, "neighbours": len(votes)})
+        return
+    click.echo(f"{image}: {best}  ({len(votes)} labelled neighbours)")
+    for n, v in sorted(scores.items(), key=lambda kv: -kv[1]):
+        click.echo(f"  {n:10} {v:.3f}")
+
+
+@main.command("map")
+@click.option("--index", "index_dir", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.option("--max-faces", default=5000, show_default=True, help="Sample this many faces at most.")
+@click.option("--thumbnails", is_flag=True, help="Draw small face images instead of dots.")
+@click.option("--seed", default=0, show_default=True)
+def map_cmd(index_dir, out, max_faces, thumbnails, seed):
+    """A 2-D t-SNE map of an index's faces, coloured by label where there are labels (Figure 5).
+
+    \b
+    Example:
+      fecsearch map --index indexes/fer-valid --out map.png
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.manifold import TSNE
+
+    from .store import FaceStore
+
+    store = FaceStore(index_dir, create=False)
+    ids, vectors = store.embeddings()
+    rng = np.random.default_rng(seed)
+    if len(ids) > max_faces:
+        keep = np.sort(rng.choice(len(ids), max_faces, replace=False))
+        ids, vectors = ids[keep], vectors[keep]
+    xy = TSNE(2, init="pca", random_state=seed, perplexity=min(30, max(2, len(ids) - 1) / 3)).fit_transform(vectors)
+    labels = store.labels()
+    fig, ax = plt.subplots(figsize=(9, 9))
+    if thumbnails:
+        from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+        from .sheet import face_thumbnail
+
+        rows = store.faces_by_id(ids)
+        for (x, y), i in zip(xy, ids):
+            r = rows[int(i)]
+            thumb = face_thumbnail(r["path"], (r["x1"], r["y1"], r["x2"], r["y2"]), size=32)
+            ax.add_artist(AnnotationBbox(OffsetImage(np.asarray(thumb), zoom=0.7), (x, y), frameon=False))
+        ax.set(xlim=(xy[:, 0].min() - 5, xy[:, 0].max() + 5), ylim=(xy[:, 1].min() - 5, xy[:, 1].max() + 5))
+    else:
+        names = [labels.get(int(i), "unlabelled") for i in ids]
+        for name in sorted(set(names)):
+            mask = np.array([n == name for n in names])
+            ax.scatter(xy[mask, 0], xy[mask, 1], s=6, label=f"{name} ({mask.sum()})")
+        ax.legend(markerscale=3, fontsize=8)
+    ax.set(title=f"t-SNE of {len(ids)} faces, model {store.meta('model')}", xticks=[], yticks=[])
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    click.echo(f"wrote {out}")
