@@ -24,7 +24,8 @@ def train():
 @click.option("--batch-size", default=128, show_default=True)
 @click.option("--lr", default=1e-3, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, seed):
+@click.option("--soft-labels", is_flag=True, help="Fit FER+ vote distributions instead of majority labels.")
+def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, seed, soft_labels):
     """AFFNet-CL: trunk, head and an 8-way emotion classifier trained end to end.
 
     Resumes from OUT's .state.pt if a previous run was interrupted.
@@ -36,7 +37,7 @@ def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, 
     """
     from .train import train_classifier
 
-    train_classifier(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, seed, log=click.echo)
+    train_classifier(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, seed, soft_labels, log=click.echo)
     click.echo(f"wrote {out}")
 
 

@@ -76,8 +76,12 @@ class Checkpointer:
 
 
 def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-cl-p", epochs: int = 12,
-                     batch_size: int = 128, lr: float = 1e-3, seed: int = 0, log: Log = print) -> dict:
-    """AFFNet-CL: trunk + head + 8-way softmax, cross-entropy on majority labels, end to end."""
+                     batch_size: int = 128, lr: float = 1e-3, seed: int = 0, soft_labels: bool = False,
+                     log: Log = print) -> dict:
+    """AFFNet-CL: trunk + head + 8-way softmax, cross-entropy on majority labels, end to end.
+
+    soft_labels=True uses cross-entropy against FER+ vote distributions instead of majority labels.
+    """
     torch.manual_seed(seed)
     out = Path(out)
     config: ModelConfig = get_config(model_name)
@@ -87,6 +91,10 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
     x_train = load_prepared(train.paths, config.preprocess)
     x_valid = load_prepared(valid.paths, config.preprocess)
     y_train = torch.from_numpy(train.labels)
+    if soft_labels:
+        if train.votes is None:
+            raise ValueError(f"{train_dir}: soft labels need FER+ votes (label.csv)")
+        y_train = torch.from_numpy(train.votes)
     log(f"loaded {len(train)} training and {len(valid)} validation faces in {time.time() - t0:.0f}s")
     names = [str(p) for p in valid.paths]
     triplets = validation_triplets(valid) if valid.votes is not None else []
@@ -124,7 +132,7 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
         log(json.dumps(metrics))
         checkpointer.save(model, optimizer, epoch + 1, history)
     final = {"history": history, "train_dir": str(train_dir), "valid_dir": str(valid_dir), "epochs": epochs,
-             "batch_size": batch_size, "lr": lr, "seed": seed}
+             "batch_size": batch_size, "lr": lr, "seed": seed, "soft_labels": soft_labels}
     save_checkpoint(model, out, final)
     return final
 
