@@ -167,19 +167,26 @@ def test_killed_runs_resume_to_the_same_index(tmp_path, ferplus_valid):
     run_cli("index", folder, "--index", reference, "--cropped", "--chunk-size", "100", "--quiet")
     index = tmp_path / "killed"
     # Kill with SIGKILL at several points: during start-up, after the first commit, in the middle.
+    left_behind = []
     for target in (None, 100, 400):
         proc = index_process(folder, index)
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:
             if target is None or committed_faces(index) >= target:
                 break
-            time.sleep(0.05)
+            time.sleep(0.02)
         if target is None:
             time.sleep(2)
+        assert proc.poll() is None, "the run finished before it could be killed"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        left_behind.append(committed_faces(index))
+    # each kill left a partial index, and the later kills came after some work was committed
+    assert left_behind[-1] < 900 and left_behind[1] >= 100 and left_behind == sorted(left_behind)
     run_cli("index", folder, "--index", index, "--cropped", "--quiet")
     assert faces_table(index) == faces_table(reference)
     assert len(faces_table(index)) == 900
     with sqlite3.connect(index / "faces.db") as db:
         assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
+        statuses = [s for (s,) in db.execute("select status from runs order by id")]
+    assert statuses.count("interrupted") >= 2 and statuses[-1] == "done"
