@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -52,7 +52,6 @@ class DetectorConfig:
     # a whole batch of photos go through MTCNN's pyramid together.
     canvas_size: int = 1024
     border: float = 0.15
-    extra: dict = field(default_factory=dict)
 
 
 class FaceDetector:
@@ -68,7 +67,6 @@ class FaceDetector:
             min_face_size=self.config.min_face_size,
             thresholds=list(self.config.thresholds),
             device=self.device,
-            **self.config.extra,
         )
 
     def _letterbox(self, image: Image.Image) -> tuple[Image.Image, float, float, float]:
