@@ -3,7 +3,9 @@
     uv run python benchmarks/bench_faiss.py [--sizes 200000 1000000 10000000] [--queries 1000]
 
 Ground truth is exact search (flat); each row reports the per-query search time in a batch of
---queries queries run one at a time (as `fecsearch query` does), and the ratio to flat.
+--queries queries run one at a time (as `fecsearch query` does), and the ratio to flat. Searches
+run on one thread: a single query gains nothing from more, and OpenMP's waiting threads cost a
+lot on a busy 2-core machine.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[200_000, 1_000_000, 10_000_000])
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--hnsw-max", type=int, default=2_000_000, help="Skip HNSW builds above this size.")
+    parser.add_argument("--types", nargs="+", default=["hnsw", "ivf"])
     args = parser.parse_args()
     rows = []
     for n in args.sizes:
@@ -43,19 +46,25 @@ def main() -> None:
         queries = synthetic(args.queries, 16, 1)
         ids = np.arange(n, dtype=np.int64)
         flat = build_faiss(data, ids, "flat")
+        faiss.omp_set_num_threads(1)
         flat_time, truth = timed_search(flat, queries)
         rows.append({"n": n, "type": "flat", "build_s": 0.0, "ms_per_query": flat_time * 1e3, "recall@10": 1.0,
                      "speed_vs_flat": 1.0})
         print(json.dumps(rows[-1]), flush=True)
-        if n <= args.hnsw_max:
+        for kind in args.types:
+            if kind == "hnsw" and n > args.hnsw_max:
+                continue
+            faiss.omp_set_num_threads(2)  # building uses both cores
             start = time.perf_counter()
-            hnsw = build_faiss(data, ids, "hnsw")
+            index = build_faiss(data, ids, kind)
             build = time.perf_counter() - start
-            t, found = timed_search(hnsw, queries)
+            faiss.omp_set_num_threads(1)
+            t, found = timed_search(index, queries)
             recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)])
-            rows.append({"n": n, "type": "hnsw", "build_s": build, "ms_per_query": t * 1e3, "recall@10": recall,
+            rows.append({"n": n, "type": kind, "build_s": build, "ms_per_query": t * 1e3, "recall@10": recall,
                          "speed_vs_flat": flat_time / t})
             print(json.dumps(rows[-1]), flush=True)
+            del index
         del flat
     print("| vectors | index | build s | ms/query | recall@10 | speed vs flat |")
     print("|---|---|---|---|---|---|")
@@ -65,5 +74,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    faiss.omp_set_num_threads(2)
     main()
