@@ -80,6 +80,13 @@ class FaceDetector:
         return board, scale, ox, oy
 
     def detect(self, images: list[Image.Image]) -> list[list[DetectedFace]]:
+        if self.device.type == "cpu" and len(images) > 1:
+            # On a CPU a batch of large canvases runs slower than the same images one by one
+            # (benchmarks/RESULTS.md); on a GPU the batch wins.
+            return [self._detect_batch([image])[0] for image in images]
+        return self._detect_batch(images)
+
+    def _detect_batch(self, images: list[Image.Image]) -> list[list[DetectedFace]]:
         if not images:
             return []
         boards = [self._letterbox(im) for im in images]
