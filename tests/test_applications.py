@@ -25,3 +25,24 @@ def test_summarize_index(photos_index, tmp_path):
     assert sum(c["cluster_size"] for c in data["clusters"]) == data["faces"]
     assert len({c["face_id"] for c in data["clusters"]}) == 5
     assert (tmp_path / "s.jpg").stat().st_size > 1000
+
+
+def test_shipped_models_meet_their_cards(ferplus_valid, ckplus):
+    """The default model's measured quality (its model card) holds for the committed weights."""
+    triplets = json.loads(run_cli("eval", "triplets", "--data", ferplus_valid, "--model", "fecnet-lite-16d",
+                                  "--model", "affnet-lite-cl-p", "--json").output)["models"]
+    fecnet = triplets["fecnet-lite-16d"]["l2"]["overall"]
+    baseline = max(triplets["affnet-lite-cl-p"][d]["overall"] for d in ("l1", "l2", "cosine"))
+    assert fecnet >= 0.75 and fecnet > baseline
+    retrieval = json.loads(run_cli("eval", "retrieval", "--data", ckplus, "--model", "fecnet-lite-16d",
+                                   "--json").output)["models"]["fecnet-lite-16d"]
+    assert retrieval["precision_at_top"] >= 0.6 > 2 * retrieval["chance"]
+
+
+def test_photo_smile_finds_smiles(photos_index, photos):
+    """Through detection and alignment: the broad smile in the selfie finds smiling faces."""
+    data = json.loads(run_cli("query", photos / "selfie-many-people.jpg", "--index", photos_index, "-k", 6,
+                              "--json").output)
+    found = {r["path"].rsplit("/", 1)[-1] for r in data["results"][1:]}
+    # Broad smiles of the collection (benchmarks/query_broad_smile.png); none of them is neutral.
+    assert len(found & {"img50.jpg", "img1.jpg", "img15.jpg", "img25.jpg", "img23.jpg", "img38.jpg"}) >= 4
