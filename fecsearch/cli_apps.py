@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .cli import echo_json, main
+from .cli import echo_json, fail, main
 from .cli_models import load
 
 
@@ -28,6 +28,35 @@ def nearest(vectors: np.ndarray, queries: np.ndarray, k: int, distance: str) -> 
     return index.search(np.ascontiguousarray(queries, np.float32), k)[1]
 
 
+def pairs_to_judge(queries, ranked_a, ranked_b) -> list[tuple[str, str, str]]:
+    """Every distinct (query, face, face) pair the protocol compares, for N up to the lists' length."""
+    pairs = []
+    for q, a, b in zip(queries, ranked_a, ranked_b):
+        pool = sorted(set(a) | set(b))
+        pairs += [(q, x, y) for i, x in enumerate(pool) for y in pool[i + 1:]]
+    return pairs
+
+
+def ask_people(store, pairs, rater: str, paths: dict, picture: Path) -> None:
+    """Terminal rating: shows (as a picture file) the query and two candidates; l / r / s, q to stop."""
+    from PIL import Image
+
+    from .sheet import contact_sheet
+
+    todo = [p for p in pairs if not store.has_vote(*p, rater)]
+    click.echo(f"{len(pairs) - len(todo)} of {len(pairs)} pairs answered by {rater}; {len(todo)} to go. "
+               f"Each question is drawn in {picture}: query, left, right.")
+    keys = {"l": "left", "r": "right", "s": "same"}
+    for done, (query, left, right) in enumerate(todo, 1):
+        contact_sheet([(Image.open(paths[query]), "query"), (Image.open(paths[left]), "left"),
+                       (Image.open(paths[right]), "right")], picture, columns=3)
+        answer = click.prompt(f"[{done}/{len(todo)}] closer to {query}: left {left} or right {right}? "
+                              f"(l/r/s, q to stop)", type=click.Choice(["l", "r", "s", "q"]), show_choices=False)
+        if answer == "q":
+            break
+        store.add(query, left, right, rater, keys[answer])
+
+
 @bench.command("rank-diff")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, path_type=Path),
               help="FER+ folder with label.csv: queries and collection come from it.")
@@ -36,20 +65,29 @@ def nearest(vectors: np.ndarray, queries: np.ndarray, k: int, distance: str) -> 
 @click.option("--queries", "n_queries", default=100, show_default=True)
 @click.option("--max-n", default=10, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-@click.option("--judge", type=click.Choice(["votes"]), default="votes", show_default=True,
-              help="votes: the candidate whose FER+ vote distribution is closer to the query's wins.")
+@click.option("--judge", type=click.Choice(["votes", "embedding", "people"]), default="votes", show_default=True,
+              help="votes: the candidate whose FER+ vote distribution is closer to the query's wins; "
+                   "embedding: the one nearer in --reference; people: the majority of human votes.")
+@click.option("--reference", default="fecnet-lite-16d", show_default=True, help="Model of the embedding judge.")
+@click.option("--votes", "votes_db", type=click.Path(path_type=Path), default=Path("votes.db"), show_default=True,
+              help="People judge: the SQLite file votes are read from and written to.")
+@click.option("--rater", help="People judge: your name; asks every pair you have not answered yet.")
 @click.option("--out", type=click.Path(path_type=Path), help="Write the full JSON report here.")
 @click.option("--plot", type=click.Path(path_type=Path), help="Write the curve (Figure 6) as an image.")
 @click.option("--json", "as_json", is_flag=True)
-def rank_diff(data_dir, model_a, model_b, n_queries, max_n, seed, judge, out, plot, as_json):
+def rank_diff(data_dir, model_a, model_b, n_queries, max_n, seed, judge, reference, votes_db, rater, out, plot,
+              as_json):
     """Rank-difference of embedding A against B for N = 1..max-n (positive: A retrieves better).
 
     Queries are drawn from DATA with a fixed seed; the collection is the rest of DATA, searched
-    with each embedding.
+    with each embedding. With --judge people, each rater answers the pairs in the terminal
+    (stored in --votes, resumable); a pair's winner is the majority of its votes.
 
     \b
-    Example:
+    Examples:
       fecsearch bench rank-diff --data ../shared/data/ferplus/valid --plot rank-diff.png
+      fecsearch bench rank-diff --data ../shared/data/ferplus/valid --queries 5 --max-n 3 \\
+          --judge people --votes votes.db --rater alice
     """
     from .evaluate import embed_paths
     from .labels import read_ferplus
@@ -60,13 +98,30 @@ def rank_diff(data_dir, model_a, model_b, n_queries, max_n, seed, judge, out, pl
     query_idx = np.sort(rng.choice(len(faces), n_queries, replace=False))
     collection = np.setdiff1d(np.arange(len(faces)), query_idx)
     names = [p.name for p in faces.paths]
-    judge_ = VoteJudge({names[i]: faces.votes[i] for i in range(len(faces))})
     ranked = {}
     for key, name in (("a", model_a), ("b", model_b)):
         model = load(name, None)
         vectors = embed_paths(model, faces.paths)
         hits = nearest(vectors[collection], vectors[query_idx], max_n, model.config.distance)
         ranked[key] = [[names[collection[j]] for j in row] for row in hits]
+    if judge == "votes":
+        judge_ = VoteJudge({names[i]: faces.votes[i] for i in range(len(faces))})
+    elif judge == "embedding":
+        from .rankdiff import EmbeddingJudge
+
+        judge_ = EmbeddingJudge(dict(zip(names, embed_paths(load(reference, None), faces.paths))))
+    else:
+        from .votes import VoteStore
+
+        judge_ = VoteStore(votes_db)
+        pairs = pairs_to_judge([names[q] for q in query_idx], ranked["a"], ranked["b"])
+        if rater:
+            ask_people(judge_, pairs, rater, dict(zip(names, faces.paths)), Path(votes_db).with_suffix(".png"))
+        missing = sum(1 for q, a, b in pairs if not judge_.db.execute(
+            "select 1 from votes where query=? and left=? and right=?", [q, *sorted((a, b))]).fetchone())
+        if missing:
+            fail(f"{missing} of {len(pairs)} pairs have no vote yet in {votes_db}; "
+                 f"answer them with --rater NAME (you can stop with q and resume later)")
     per_query = []
     for qi, q in enumerate(query_idx):
         curve = rank_difference_curve(names[q], ranked["a"][qi], ranked["b"][qi], judge_.compare, max_n)
@@ -293,3 +348,28 @@ def map_cmd(index_dir, out, max_faces, thumbnails, seed):
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     click.echo(f"wrote {out}")
+
+
+@main.group()
+def votes():
+    """People's votes for `bench rank-diff --judge people`: export and import as CSV."""
+
+
+@votes.command("export")
+@click.option("--votes", "votes_db", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+def votes_export(votes_db, out):
+    """Write all votes as CSV (query, left, right, rater, answer, created_at)."""
+    from .votes import VoteStore
+
+    click.echo(f"exported {VoteStore(votes_db).export_csv(out)} votes to {out}")
+
+
+@votes.command("import")
+@click.option("--votes", "votes_db", required=True, type=click.Path(path_type=Path))
+@click.argument("csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def votes_import(votes_db, csv_path):
+    """Add votes from a CSV written by `votes export` (a rater's newer vote on a pair replaces theirs)."""
+    from .votes import VoteStore
+
+    click.echo(f"imported {VoteStore(votes_db).import_csv(csv_path)} votes into {votes_db}")
