@@ -245,15 +245,16 @@ def label_cmd(index_dir, ferplus_dir, folders_dir, csv_path):
 
     if sum(x is not None for x in (ferplus_dir, folders_dir, csv_path)) != 1:
         raise click.UsageError("give one of --ferplus, --folders or --csv")
+    by_name = ferplus_dir is not None  # FER+ file names are unique ids: any copy of the folder matches
     if csv_path:
         with open(csv_path, newline="") as f:
             labels = {os.path.abspath(r["path"]): r["label"] for r in csv.DictReader(f)}
         source = str(csv_path)
     else:
         faces = read_ferplus(ferplus_dir) if ferplus_dir else read_class_folders(folders_dir)
-        labels = {os.path.abspath(p): EMOTIONS[c] for p, c in zip(faces.paths, faces.labels)}
+        labels = {(p.name if by_name else os.path.abspath(p)): EMOTIONS[c] for p, c in zip(faces.paths, faces.labels)}
         source = str(ferplus_dir or folders_dir)
-    count = FaceStore(index_dir, create=False).set_labels(labels, source)
+    count = FaceStore(index_dir, create=False).set_labels(labels, source, by_name)
     click.echo(f"labelled {count} faces from {len(labels)} labels ({source})")
 
 

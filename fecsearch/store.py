@@ -195,14 +195,19 @@ class FaceStore:
             f"where faces.id in ({marks})", face_ids)
         return {r["id"]: r for r in rows}
 
-    def set_labels(self, labels: dict[str, str], source: str) -> int:
-        """Label every face of the images at these paths; returns how many faces were labelled."""
+    def set_labels(self, labels: dict[str, str], source: str, by_name: bool = False) -> int:
+        """Label every face of the images at these paths (or, by_name, with these file names);
+        returns how many faces were labelled."""
         count = 0
+        images = {}
+        for image_id, path in self.db.execute("select id, path from images where status = 'ok'"):
+            images.setdefault(os.path.basename(path) if by_name else path, []).append(image_id)
         with self.db.conn:
             self.db.execute("BEGIN IMMEDIATE")
-            for path, label in labels.items():
-                rows = self.db.execute("select faces.id from faces join images on images.id = faces.image_id "
-                                       "where images.path = ?", [path]).fetchall()
+            for key, label in labels.items():
+                ids = images.get(key, [])
+                rows = self.db.execute(f"select id from faces where image_id in ({','.join('?' * len(ids))})",
+                                       ids).fetchall() if ids else []
                 for (face_id,) in rows:
                     self.db.execute("insert or replace into labels (face_id, label, source) values (?, ?, ?)",
                                     [face_id, label, source])

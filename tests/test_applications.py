@@ -46,3 +46,25 @@ def test_photo_smile_finds_smiles(photos_index, photos):
     found = {r["path"].rsplit("/", 1)[-1] for r in data["results"][1:]}
     # Broad smiles of the collection (benchmarks/query_broad_smile.png); none of them is neutral.
     assert len(found & {"img50.jpg", "img1.jpg", "img15.jpg", "img25.jpg", "img23.jpg", "img38.jpg"}) >= 4
+
+
+def test_label_classify_and_map(ferplus_valid, tmp_path):
+    import os
+
+    from fecsearch.labels import read_ferplus
+
+    faces = read_ferplus(ferplus_valid)
+    folder = tmp_path / "fer"
+    folder.mkdir()
+    for p in faces.paths[:400]:
+        os.symlink(p, folder / p.name)
+    index = tmp_path / "idx"
+    run_cli("index", folder, "--index", index, "--cropped", "--quiet")
+    assert "labelled 400 faces" in run_cli("label", "--index", index, "--ferplus", ferplus_valid).output
+    # a clearly happy face from outside the index (most of its votes say happiness)
+    happy = next(p for p, v in zip(faces.paths[400:], faces.votes[400:]) if v[1] >= 0.9)
+    data = json.loads(run_cli("classify", happy, "--index", index, "--cropped", "-k", 30, "--json").output)
+    assert data["label"] == "happiness" and data["neighbours"] == 30
+    assert abs(sum(data["scores"].values()) - 1) < 1e-6
+    run_cli("map", "--index", index, "--out", tmp_path / "map.png")
+    assert (tmp_path / "map.png").stat().st_size > 10000
