@@ -59,7 +59,7 @@ def ask_people(store, pairs, rater: str, paths: dict, picture: Path) -> None:
 
 @bench.command("rank-diff")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, path_type=Path),
-              help="FER+ folder with label.csv: queries and collection come from it.")
+              help="Face crops: queries and collection come from it (FER+ with label.csv for the votes judge).")
 @click.option("--a", "model_a", default="fecnet-lite-16d", show_default=True, help="Embedding A.")
 @click.option("--b", "model_b", default="affnet-lite-cl-p", show_default=True, help="Embedding B.")
 @click.option("--queries", "n_queries", default=100, show_default=True)
@@ -93,11 +93,20 @@ def rank_diff(data_dir, model_a, model_b, n_queries, max_n, seed, judge, referen
     from .labels import read_ferplus
     from .rankdiff import VoteJudge, rank_difference_curve
 
-    faces = read_ferplus(data_dir)
+    if (Path(data_dir) / "label.csv").exists():
+        faces = read_ferplus(data_dir)
+    elif judge == "votes":
+        fail(f"{data_dir}: the votes judge needs FER+ votes (label.csv); use --judge people or embedding")
+    else:  # any folder of face crops
+        from .images import find_images
+        from .labels import LabelledFaces
+
+        paths, _ = find_images(data_dir)
+        faces = LabelledFaces(paths, np.zeros(len(paths), np.int64))
     rng = np.random.default_rng(seed)
     query_idx = np.sort(rng.choice(len(faces), n_queries, replace=False))
     collection = np.setdiff1d(np.arange(len(faces)), query_idx)
-    names = [p.name for p in faces.paths]
+    names = [str(p.relative_to(data_dir)) for p in faces.paths]
     ranked = {}
     for key, name in (("a", model_a), ("b", model_b)):
         model = load(name, None)
