@@ -1,6 +1,7 @@
 """Decode image files safely into RGB pictures, whatever their mode or orientation."""
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from pathlib import Path
@@ -61,6 +62,14 @@ def find_images(root: str | os.PathLike) -> tuple[list[Path], list[tuple[Path, s
                 continue
             found.append(path)
     return found, problems
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

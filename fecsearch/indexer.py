@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 from tqdm import tqdm
 
 from .faces import DetectorConfig
-from .images import BadImage, decode_image, find_images, read_bytes
+from .images import BadImage, decode_image, file_sha256, find_images, read_bytes
 from .models.registry import FaceEmbedder
 from .pipeline import FacePipeline
 from .store import FaceRecord, FaceStore
@@ -58,14 +58,6 @@ class Decoded:
     sha256: str | None = None
     image: object = None
     error: str | None = None
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _decode(item: tuple[Path, int, float]) -> Decoded:

@@ -1,14 +1,13 @@
 """`fecsearch query`: the faces of an index whose expression is nearest to a query face."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .faces import DetectorConfig
-from .images import load_image
+from .images import file_sha256, load_image
 from .models.registry import FaceEmbedder, create_model, get_config, weights_path
 from .pipeline import FacePipeline, FoundFace
 from .store import FaceStore, ModelMismatch
@@ -16,12 +15,7 @@ from .vector_index import VectorIndex
 
 
 def weights_checksum(model_name: str, checkpoint: str | Path | None) -> str:
-    path = Path(checkpoint) if checkpoint else weights_path(get_config(model_name))
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_sha256(Path(checkpoint) if checkpoint else weights_path(get_config(model_name)))
 
 
 def load_index_model(store: FaceStore, device: str = "cpu") -> tuple[FaceEmbedder, str]:
