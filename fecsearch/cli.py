@@ -208,6 +208,7 @@ def embed(paths, out, model_name, checkpoint, cropped, min_face, min_prob, thres
       fecsearch embed ../shared/data/ckplus48 --cropped --out ck.npz
     """
     import numpy as np
+    from tqdm import tqdm
 
     from .images import BadImage, find_images, load_image
     from .models.registry import DEFAULT_MODEL, MissingWeights, create_model
@@ -225,8 +226,6 @@ def embed(paths, out, model_name, checkpoint, cropped, min_face, min_prob, thres
         files += found
         skipped += [f"{path}: {reason}" for path, reason in problems]
     names, vectors, boxes = [], [], []
-    from tqdm import tqdm
-
     for i in tqdm(range(0, len(files), 256 if cropped else 8), unit="batch", desc="embedding"):
         batch, images = [], []
         for f in files[i:i + (256 if cropped else 8)]:

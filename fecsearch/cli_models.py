@@ -82,6 +82,14 @@ def evaluate():
     """The paper's evaluations: triplet accuracy, K-NN emotion AUC, cross-dataset retrieval."""
 
 
+def compared_models(f):
+    """--model (repeatable) and --checkpoint, shared by the evaluations that compare models."""
+    f = click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False),
+                     help="Weights (with one --model).")(f)
+    return click.option("--model", "model_names", multiple=True, default=["fecnet-lite-16d", "affnet-lite-cl-p"],
+                        show_default=True, help="Repeat to compare models.")(f)
+
+
 def load(model_name, checkpoint):
     from .models.registry import MissingWeights, create_model
 
@@ -132,9 +140,7 @@ def eval_triplets(model_names, checkpoint, data_dir, count, seed, as_json):
 
 
 @evaluate.command("knn")
-@click.option("--model", "model_names", multiple=True, default=["fecnet-lite-16d", "affnet-lite-cl-p"],
-              show_default=True)
-@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False))
+@compared_models
 @click.option("--labelled", "labelled_dir", required=True, type=click.Path(exists=True, path_type=Path),
               help="The labelled set the neighbours come from.")
 @click.option("--test", "test_dir", required=True, type=click.Path(exists=True, path_type=Path))
@@ -167,9 +173,7 @@ def eval_knn(model_names, checkpoint, labelled_dir, test_dir, k, as_json):
 
 
 @evaluate.command("retrieval")
-@click.option("--model", "model_names", multiple=True, default=["fecnet-lite-16d", "affnet-lite-cl-p"],
-              show_default=True)
-@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False))
+@compared_models
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, path_type=Path),
               help="Folder per class with CK+ file names (S<subject>_<seq>_<frame>.png).")
 @click.option("--top", default=5, show_default=True)

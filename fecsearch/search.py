@@ -68,12 +68,6 @@ class Searcher:
             self._pipelines[cropped] = FacePipeline(self.model, cropped, self.detector_config)
         return self._pipelines[cropped]
 
-    def refresh(self) -> None:
-        """Pick up faces another process added since the index was opened."""
-        if self.store.generation != getattr(self, "_generation", None):
-            self.index = VectorIndex.open(self.store)
-            self._generation = self.store.generation
-
     def faces_of(self, image_path: str | Path, cropped: bool = False) -> list[FoundFace]:
         return self.pipeline(cropped).find_faces([load_image(image_path)])[0]
 
