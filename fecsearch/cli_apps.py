@@ -16,27 +16,6 @@ def bench():
     """The paper's comparisons as commands."""
 
 
-def nearest(vectors: np.ndarray, queries: np.ndarray, k: int, distance: str) -> np.ndarray:
-    import faiss
-
-    from .vector_index import normalise
-
-    if distance == "cosine":
-        vectors, queries = normalise(vectors), normalise(queries)
-    index = faiss.IndexFlatL2(vectors.shape[1])
-    index.add(np.ascontiguousarray(vectors, np.float32))
-    return index.search(np.ascontiguousarray(queries, np.float32), k)[1]
-
-
-def pairs_to_judge(queries, ranked_a, ranked_b) -> list[tuple[str, str, str]]:
-    """Every distinct (query, face, face) pair the protocol compares, for N up to the lists' length."""
-    pairs = []
-    for q, a, b in zip(queries, ranked_a, ranked_b):
-        pool = sorted(set(a) | set(b))
-        pairs += [(q, x, y) for i, x in enumerate(pool) for y in pool[i + 1:]]
-    return pairs
-
-
 def ask_people(store, pairs, rater: str, paths: dict, picture: Path) -> None:
     """Terminal rating: shows (as a picture file) the query and two candidates; l / r / s, q to stop."""
     from PIL import Image
@@ -89,56 +68,41 @@ def rank_diff(data_dir, model_a, model_b, n_queries, max_n, seed, judge, referen
       fecsearch bench rank-diff --data ../shared/data/ferplus/valid --queries 5 --max-n 3 \\
           --judge people --votes votes.db --rater alice
     """
-    from .evaluate import embed_paths
-    from .labels import read_ferplus
-    from .rankdiff import VoteJudge, rank_difference_curve
+    from .models.registry import MissingWeights
+    from .rankdiff import VoteJudge, plan_study, rank_difference_curve
 
-    if (Path(data_dir) / "label.csv").exists():
-        faces = read_ferplus(data_dir)
-    elif judge == "votes":
+    if judge == "votes" and not (Path(data_dir) / "label.csv").exists():
         fail(f"{data_dir}: the votes judge needs FER+ votes (label.csv); use --judge people or embedding")
-    else:  # any folder of face crops
-        from .images import find_images
-        from .labels import LabelledFaces
-
-        paths, _ = find_images(data_dir)
-        faces = LabelledFaces(paths, np.zeros(len(paths), np.int64))
-    rng = np.random.default_rng(seed)
-    query_idx = np.sort(rng.choice(len(faces), n_queries, replace=False))
-    collection = np.setdiff1d(np.arange(len(faces)), query_idx)
-    names = [str(p.relative_to(data_dir)) for p in faces.paths]
-    ranked = {}
-    for key, name in (("a", model_a), ("b", model_b)):
-        model = load(name, None)
-        vectors = embed_paths(model, faces.paths)
-        hits = nearest(vectors[collection], vectors[query_idx], max_n, model.config.distance)
-        ranked[key] = [[names[collection[j]] for j in row] for row in hits]
+    try:
+        study = plan_study(data_dir, model_a, model_b, n_queries, max_n, seed)
+    except (MissingWeights, KeyError, ValueError) as err:
+        fail(str(err).strip("'\""))
     if judge == "votes":
-        judge_ = VoteJudge({names[i]: faces.votes[i] for i in range(len(faces))})
+        judge_ = VoteJudge(dict(zip(study.names, study.votes)))
     elif judge == "embedding":
+        from .evaluate import embed_paths
         from .rankdiff import EmbeddingJudge
 
-        judge_ = EmbeddingJudge(dict(zip(names, embed_paths(load(reference, None), faces.paths))))
+        judge_ = EmbeddingJudge(dict(zip(study.names, embed_paths(load(reference, None), study.paths))))
     else:
         from .votes import VoteStore
 
         judge_ = VoteStore(votes_db)
-        pairs = pairs_to_judge([names[q] for q in query_idx], ranked["a"], ranked["b"])
+        pairs = study.pairs()
         if rater:
-            ask_people(judge_, pairs, rater, dict(zip(names, faces.paths)), Path(votes_db).with_suffix(".png"))
-        missing = sum(1 for q, a, b in pairs if not judge_.db.execute(
-            "select 1 from votes where query=? and left=? and right=?", [q, *sorted((a, b))]).fetchone())
+            ask_people(judge_, pairs, rater, study.path_of(), Path(votes_db).with_suffix(".png"))
+        missing = sum(1 for p in pairs if not judge_.has_answer(*p))
         if missing:
-            fail(f"{missing} of {len(pairs)} pairs have no vote yet in {votes_db}; "
-                 f"answer them with --rater NAME (you can stop with q and resume later)")
+            fail(f"{missing} of {len(pairs)} pairs have no vote yet in {votes_db}; answer them with --rater NAME "
+                 f"(you can stop with q and resume later) or on the rating page of `fecsearch serve`")
     per_query = []
-    for qi, q in enumerate(query_idx):
-        curve = rank_difference_curve(names[q], ranked["a"][qi], ranked["b"][qi], judge_.compare, max_n)
-        per_query.append({"query": names[q], "curve": curve, "a": ranked["a"][qi], "b": ranked["b"][qi]})
+    for q, a, b in zip(study.queries, study.ranked_a, study.ranked_b):
+        curve = rank_difference_curve(q, a, b, judge_.compare, max_n)
+        per_query.append({"query": q, "curve": curve, "a": a, "b": b})
     mean = np.mean([r["curve"] for r in per_query], axis=0)
     sem = np.std([r["curve"] for r in per_query], axis=0, ddof=1) / np.sqrt(len(per_query))
     report = {"data": str(data_dir), "a": model_a, "b": model_b, "judge": judge, "queries": n_queries,
-              "collection": int(len(collection)), "seed": seed,
+              "collection": len(study.names) - n_queries, "seed": seed,
               "mean_by_n": {str(n): round(float(v), 4) for n, v in zip(range(1, max_n + 1), mean)},
               "sem_by_n": {str(n): round(float(v), 4) for n, v in zip(range(1, max_n + 1), sem)}}
     if out:
@@ -160,7 +124,7 @@ def rank_diff(data_dir, model_a, model_b, n_queries, max_n, seed, judge, referen
     if as_json:
         echo_json(report)
         return
-    click.echo(f"{model_a} (A) vs {model_b} (B), {n_queries} queries over {len(collection)} faces, {judge} judge")
+    click.echo(f"{model_a} (A) vs {model_b} (B), {n_queries} queries over {len(study.names) - n_queries} faces, {judge} judge")
     for n in range(1, max_n + 1):
         click.echo(f"  N={n:2d}  rank-difference {mean[n - 1]:+.3f} ± {sem[n - 1]:.3f}")
 

@@ -15,6 +15,8 @@ means and moves the metric neither way.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Hashable, Protocol, Sequence
 
 import numpy as np
@@ -104,3 +106,71 @@ class EmbeddingJudge:
         d1 = float(((self.vectors[first] - q) ** 2).sum())
         d2 = float(((self.vectors[second] - q) ** 2).sum())
         return int(np.sign(d2 - d1))
+
+
+@dataclass
+class Study:
+    """One rank-difference study: queries drawn from a folder of faces, each embedding's ranked
+    neighbours among the rest. Faces are named by their path relative to the folder; the same
+    arguments always give the same study, so votes cast anywhere (terminal, web page) add up."""
+    data_dir: Path
+    names: list[str]
+    paths: list[Path]
+    queries: list[str]
+    ranked_a: list[list[str]]
+    ranked_b: list[list[str]]
+    votes: np.ndarray | None  # FER+ vote distributions per face, when the folder has label.csv
+
+    def pairs(self) -> list[tuple[str, str, str]]:
+        """Every distinct (query, face, face) pair the protocol compares for N up to max_n."""
+        pairs = []
+        for q, a, b in zip(self.queries, self.ranked_a, self.ranked_b):
+            pool = sorted(set(a) | set(b))
+            pairs += [(q, x, y) for i, x in enumerate(pool) for y in pool[i + 1:]]
+        return pairs
+
+    def path_of(self) -> dict[str, Path]:
+        return dict(zip(self.names, self.paths))
+
+
+def nearest(vectors: np.ndarray, queries: np.ndarray, k: int, distance: str) -> np.ndarray:
+    """Indices of each query's k nearest vectors (exact search)."""
+    import faiss
+
+    from .vector_index import normalise
+
+    if distance == "cosine":
+        vectors, queries = normalise(vectors), normalise(queries)
+    index = faiss.IndexFlatL2(vectors.shape[1])
+    index.add(np.ascontiguousarray(vectors, np.float32))
+    return index.search(np.ascontiguousarray(queries, np.float32), k)[1]
+
+
+def plan_study(data_dir: str | Path, model_a: str, model_b: str, n_queries: int = 100, max_n: int = 10,
+               seed: int = 0) -> Study:
+    """Draw the queries with a fixed seed and rank the rest of the folder under both embeddings."""
+    from .evaluate import embed_paths
+    from .images import find_images
+    from .labels import read_ferplus
+    from .models.registry import create_model
+
+    data_dir = Path(data_dir)
+    if (data_dir / "label.csv").exists():
+        faces = read_ferplus(data_dir)
+        paths, votes = list(faces.paths), faces.votes
+    else:  # any folder of face crops
+        paths, votes = find_images(data_dir)[0], None
+    if n_queries + max_n > len(paths):
+        raise ValueError(f"{data_dir}: {len(paths)} faces are too few for {n_queries} queries with "
+                         f"{max_n} neighbours each")
+    rng = np.random.default_rng(seed)
+    query_idx = np.sort(rng.choice(len(paths), n_queries, replace=False))
+    collection = np.setdiff1d(np.arange(len(paths)), query_idx)
+    names = [p.relative_to(data_dir).as_posix() for p in paths]
+    ranked = []
+    for name in (model_a, model_b):
+        model = create_model(name)
+        vectors = embed_paths(model, paths)
+        hits = nearest(vectors[collection], vectors[query_idx], max_n, model.config.distance)
+        ranked.append([[names[collection[j]] for j in row] for row in hits])
+    return Study(data_dir, names, paths, [names[q] for q in query_idx], ranked[0], ranked[1], votes)

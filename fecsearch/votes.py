@@ -47,6 +47,16 @@ class VoteStore:
         return bool(self.db.execute("select 1 from votes where query=? and left=? and right=? and rater=?",
                                     [query, left, right, rater]).fetchone())
 
+    def has_answer(self, query: str, first: str, second: str) -> bool:
+        """Whether anyone has voted on this pair."""
+        left, right, _ = self.ordered(first, second, "same")
+        return bool(self.db.execute("select 1 from votes where query=? and left=? and right=?",
+                                    [query, left, right]).fetchone())
+
+    def answered(self, rater: str) -> set[tuple[str, str, str]]:
+        """The (query, left, right) pairs this rater has voted on, in stored order."""
+        return set(self.db.execute("select query, left, right from votes where rater = ?", [rater]).fetchall())
+
     def compare(self, query: str, first: str, second: str) -> int:
         """+1 if the majority of raters found `first` closer, -1 for `second`, 0 for a tie."""
         left, right, _ = self.ordered(first, second, "same")
