@@ -288,7 +288,7 @@ def info(index_dir, as_json, show_skipped):
         click.echo(f"  skipped {row['error']}")
 
 
-from . import cli_apps, cli_models  # noqa: E402,F401  register the training and application commands
+from . import cli_apps, cli_models, cli_serve  # noqa: E402,F401  register the other commands
 
 if __name__ == "__main__":
     sys.exit(main())

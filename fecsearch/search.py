@@ -56,12 +56,14 @@ class Result:
 class Searcher:
     """Keeps the model and the FAISS index loaded: many queries, one start-up."""
 
-    def __init__(self, index_dir: str | Path, device: str = "cpu", detector_config: DetectorConfig | None = None):
+    def __init__(self, index_dir: str | Path, device: str = "cpu", detector_config: DetectorConfig | None = None,
+                 save_index: bool = True):
         self.store = FaceStore(index_dir, create=False)
         self.model, self.model_name = load_index_model(self.store, device)
         self.detector_config = detector_config
         self._pipelines: dict[bool, FacePipeline] = {}
-        self.index = VectorIndex.open(self.store)
+        # save_index=False: a stale FAISS file is rebuilt in memory only (a server must not race an indexer)
+        self.index = VectorIndex.open(self.store, save=save_index)
 
     def pipeline(self, cropped: bool) -> FacePipeline:
         if cropped not in self._pipelines:

@@ -184,6 +184,15 @@ class FaceStore:
             return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
         return np.array(ids, np.int64), np.stack(vectors)
 
+    def snapshot(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """The generation and all embeddings, read in one transaction: they always belong together,
+        even while an indexer commits chunks."""
+        self.db.execute("BEGIN")
+        try:
+            return self.generation, *self.embeddings()
+        finally:
+            self.db.execute("COMMIT")
+
     def faces_by_id(self, face_ids) -> dict[int, dict]:
         face_ids = [int(i) for i in face_ids]
         if not face_ids:

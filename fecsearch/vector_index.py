@@ -75,12 +75,14 @@ class SearchHit:
 class VectorIndex:
     """Searches a FaceStore's faces; loads faces.faiss when it matches the database, else rebuilds it."""
 
-    def __init__(self, store: FaceStore, rebuilt: bool, kind: str, index: faiss.Index):
+    def __init__(self, store: FaceStore, rebuilt: bool, kind: str, index: faiss.Index, generation: int):
         self.store, self.rebuilt, self.kind, self.index = store, rebuilt, kind, index
+        self.generation = generation  # of the database the vectors were read from
         self.distance = store.meta("distance", "l2")
 
     @classmethod
-    def open(cls, store: FaceStore, force_rebuild: bool = False, gpu: bool = True) -> "VectorIndex":
+    def open(cls, store: FaceStore, force_rebuild: bool = False, gpu: bool = True, save: bool = True) -> "VectorIndex":
+        """save=False rebuilds in memory only: for readers (a server) that must not race the indexer's writes."""
         path, info_path = store.dir / FAISS_NAME, store.dir / FAISS_INFO
         generation, count = store.generation, store.face_count()
         index = None
@@ -96,17 +98,19 @@ class VectorIndex:
                 index = None
         rebuilt = index is None
         if rebuilt:
-            index, kind = cls._rebuild(store, generation)
-        return cls(store, rebuilt, kind, to_gpu_if_available(index) if gpu else index)
+            index, kind, generation = cls._rebuild(store, save)
+        return cls(store, rebuilt, kind, to_gpu_if_available(index) if gpu else index, generation)
 
     @staticmethod
-    def _rebuild(store: FaceStore, generation: int) -> tuple[faiss.Index, str]:
-        ids, vectors = store.embeddings()
+    def _rebuild(store: FaceStore, save: bool = True) -> tuple[faiss.Index, str, int]:
+        generation, ids, vectors = store.snapshot()
         if store.meta("distance") == "cosine" and len(vectors):
             vectors = normalise(vectors)
         kind = choose_index_type(len(ids))
         dim = vectors.shape[1] if len(ids) else int(store.meta("dim", "16") or 16)
         index = build_faiss(vectors.reshape(len(ids), dim), ids, kind)
+        if not save:
+            return index, kind, generation
         path, info_path = store.dir / FAISS_NAME, store.dir / FAISS_INFO
         tmp = path.with_suffix(".faiss.tmp")
         faiss.write_index(index, str(tmp))
@@ -114,7 +118,7 @@ class VectorIndex:
         tmp_info = info_path.with_suffix(".tmp")
         tmp_info.write_text(json.dumps({"generation": generation, "faces": len(ids), "kind": kind}))
         os.replace(tmp_info, info_path)
-        return index, kind
+        return index, kind, generation
 
     def __len__(self) -> int:
         return self.index.ntotal

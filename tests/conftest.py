@@ -1,5 +1,8 @@
 import os
 import shutil
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -64,3 +67,66 @@ def few_photos(tmp_path, photos) -> Path:
     for name in ("couple.jpg", "img1.jpg", "img2.jpg"):
         shutil.copy(photos / name, folder / name)
     return folder
+
+
+# --- fecsearch serve ---------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningServer:
+    """The ASGI app under uvicorn in a background thread, on a free loopback port."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            assert time.time() < deadline, "server did not start"
+            time.sleep(0.05)
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def rating_faces(tmp_path_factory, ferplus_valid) -> Path:
+    """A small folder of FER+ crops for a rating study with few questions."""
+    folder = tmp_path_factory.mktemp("rating") / "faces"
+    folder.mkdir()
+    for p in sorted(ferplus_valid.glob("*.png"))[:40]:
+        shutil.copy(p, folder / p.name)
+    return folder
+
+
+STUDY = dict(model_a="fecnet-lite-16d", model_b="affnet-lite-cl-p", n_queries=2, max_n=3, seed=0)
+
+
+@pytest.fixture(scope="session")
+def server(photos_index, rating_faces, tmp_path_factory):
+    from fecsearch.rankdiff import plan_study
+    from fecsearch.serve import Library, Rating, create_app
+
+    votes = tmp_path_factory.mktemp("votes") / "votes.db"
+    rating = Rating(plan_study(rating_faces, **STUDY), votes)
+    running = RunningServer(create_app(Library(photos_index), rating, max_upload_bytes=2 * 1024 * 1024))
+    running.votes = votes
+    running.rating = rating
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def client(server):
+    import httpx
+
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        yield c
