@@ -10,15 +10,15 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from photos_index import PHOTOS, photos_index
 
 from fecsearch.search import Searcher
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos"
+DATA = PHOTOS
 
 
 def pct(values) -> dict:
@@ -32,10 +32,7 @@ def main() -> None:
     parser.add_argument("--cold", type=int, default=5)
     parser.add_argument("--warm", type=int, default=50)
     args = parser.parse_args()
-    index = args.index or Path(tempfile.mkdtemp()) / "idx"
-    if not (index / "faces.db").exists():
-        subprocess.run([sys.executable, "-m", "fecsearch", "index", str(DATA), "--index", str(index), "--quiet"],
-                       check=True, stdout=subprocess.DEVNULL)
+    index = photos_index(args.index)
     photos = sorted(DATA.glob("*.jpg"))
     cold = []
     for p in photos[: args.cold]:

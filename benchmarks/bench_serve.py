@@ -20,15 +20,15 @@ import random
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
+from photos_index import PHOTOS, photos_index
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos"
+DATA = PHOTOS
 
 
 def free_port() -> int:
@@ -97,10 +97,7 @@ def main() -> None:
     parser.add_argument("--baseline-seconds", type=float, default=10)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    index = args.index or Path(tempfile.mkdtemp()) / "idx"
-    if not (index / "faces.db").exists():
-        subprocess.run([sys.executable, "-m", "fecsearch", "index", str(DATA), "--index", str(index), "--quiet"],
-                       check=True, stdout=subprocess.DEVNULL)
+    index = photos_index(args.index)
     photos = [p.read_bytes() for p in sorted(DATA.glob("*.jpg"))]
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -8,7 +8,7 @@ import click
 import numpy as np
 
 from .cli import echo_json, fail, main
-from .cli_models import load
+from . import cli_models  # its `load` is used at call time: cli_models may still be importing
 
 
 @main.group()
@@ -83,7 +83,7 @@ def rank_diff(data_dir, model_a, model_b, n_queries, max_n, seed, judge, referen
         from .evaluate import embed_paths
         from .rankdiff import EmbeddingJudge
 
-        judge_ = EmbeddingJudge(dict(zip(study.names, embed_paths(load(reference, None), study.paths))))
+        judge_ = EmbeddingJudge(dict(zip(study.names, embed_paths(cli_models.load(reference, None), study.paths))))
     else:
         from .votes import VoteStore
 
@@ -164,7 +164,7 @@ def summarize_cmd(folder, index_dir, clusters, sheet, model_name, as_json):
         from .models.registry import DEFAULT_MODEL
         from .pipeline import FacePipeline
 
-        model = load(model_name or DEFAULT_MODEL, None)
+        model = cli_models.load(model_name or DEFAULT_MODEL, None)
         pipeline = FacePipeline(model)
         files, _ = find_images(folder)
         faces, found = [], []

@@ -1,7 +1,6 @@
 """`fecsearch train ...` and `fecsearch eval ...`: training and the paper's evaluations."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click

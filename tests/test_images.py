@@ -1,5 +1,4 @@
 """Decoding: every mode to upright RGB, and bad files refused with a sentence that names them."""
-import io
 import os
 import struct
 import zlib

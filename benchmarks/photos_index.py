@@ -1,0 +1,18 @@
+"""The index the query and server benchmarks search: ../shared/data/photos with the default model."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos"
+
+
+def photos_index(index: Path | None) -> Path:
+    """`index` when it already holds an index, else a fresh index of the photos (built in a temp folder)."""
+    index = index or Path(tempfile.mkdtemp()) / "idx"
+    if not (index / "faces.db").exists():
+        subprocess.run([sys.executable, "-m", "fecsearch", "index", str(PHOTOS), "--index", str(index), "--quiet"],
+                       check=True, stdout=subprocess.DEVNULL)
+    return index
