@@ -6,7 +6,9 @@
 All loops use the default model in the same process and the same MTCNN (same weights and
 thresholds). Each naive loop decodes, detects, aligns and embeds one image and one face at a time
 and writes nothing:
-  naive_canvas  fecsearch's FaceDetector (letterboxed 1024 canvas), one image at a time
+  naive_canvas  fecsearch's FacePipeline one image and one face at a time (its detector on the
+                letterboxed 1024 canvas, its inference network with folded BatchNorms)
+  naive_eager   the same, but each face through the model as written (eager PyTorch, model.embed)
   naive_full    facenet-pytorch's MTCNN.detect on the full-resolution image, as its README does
 """
 from __future__ import annotations
@@ -28,12 +30,17 @@ from fecsearch.store import FaceStore
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def naive(paths, model, cropped: bool) -> tuple[int, float]:
+def naive(paths, model, cropped: bool, eager: bool = False) -> tuple[int, float]:
+    from fecsearch.models import prepare_face
+
     pipeline = FacePipeline(model, cropped=cropped)
     start, faces = time.perf_counter(), 0
     for p in paths:
         for face in pipeline.find_faces([load_image(p)])[0]:
-            pipeline.embed([face])
+            if eager:
+                model.embed(prepare_face(face.crop, model.config.preprocess)[None])
+            else:
+                pipeline.embed([face])
             faces += 1
     return faces, time.perf_counter() - start
 
@@ -89,7 +96,8 @@ def main() -> None:
     faces, seconds = engine(folder, model, cropped)
     result = {"dataset": args.dataset, "images": len(paths), "faces": faces, "engine_s": round(seconds, 1),
               "engine_faces_per_s": round(faces / seconds, 1), "naive_images": len(naive_paths)}
-    loops = {"naive_canvas": lambda: naive(naive_paths, model, cropped)}
+    loops = {"naive_canvas": lambda: naive(naive_paths, model, cropped),
+             "naive_eager": lambda: naive(naive_paths, model, cropped, eager=True)}
     if not cropped:
         loops["naive_full"] = lambda: naive_full(naive_paths, model)
     for name, loop in loops.items():

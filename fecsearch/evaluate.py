@@ -81,11 +81,11 @@ def knn_auc(scores: np.ndarray, labels: np.ndarray, class_names) -> dict:
             "top1_accuracy": float((scores.argmax(1) == labels).mean()), "queries": int(len(labels))}
 
 
-def embed_paths(model, paths, batch_size: int = 512) -> np.ndarray:
+def embed_paths(model, paths) -> np.ndarray:
     """Embeddings of face crops, prepared exactly as training and `index --cropped` prepare them."""
     from .train import load_prepared
 
-    return model.embed(load_prepared(paths, model.config.preprocess), batch_size)
+    return model.for_inference().embed(load_prepared(paths, model.config.preprocess))
 
 
 def subject_of(path) -> str:

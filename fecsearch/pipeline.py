@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from .faces import DetectedFace, DetectorConfig, FaceDetector, align_detected
-from .models.registry import FaceEmbedder, prepare_face
+from .models.registry import FaceEmbedder, prepare_faces
 
 
 @dataclass
@@ -30,6 +30,7 @@ class FacePipeline:
     def __init__(self, model: FaceEmbedder, cropped: bool = False, detector_config: DetectorConfig | None = None,
                  device: str | torch.device = "cpu"):
         self.model = model
+        self.network = model.for_inference()
         self.preprocess = model.config.preprocess
         self.cropped = cropped
         self.detector = None if cropped else FaceDetector(detector_config, device=device)
@@ -49,5 +50,5 @@ class FacePipeline:
     def embed(self, faces: list[FoundFace]) -> np.ndarray:
         if not faces:
             return np.zeros((0, self.model.config.embedding_size), np.float32)
-        batch = torch.stack([prepare_face(f.crop, self.preprocess) for f in faces])
-        return self.model.embed(batch)
+        batch = prepare_faces([f.crop for f in faces], self.preprocess)
+        return self.network.embed(batch)

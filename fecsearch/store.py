@@ -123,21 +123,29 @@ class FaceStore:
 
     def write_batch(self, images: list[dict], faces: list[list[FaceRecord]], model: str, run_id: int) -> None:
         """Replace these images and their faces in one transaction: a kill leaves all or nothing."""
+        now = time.time()
         with self.db.conn:
             self.db.execute("BEGIN IMMEDIATE")
+            paths = [image["path"] for image in images]
+            for start in range(0, len(paths), 500):  # SQLite caps the number of parameters
+                part = paths[start:start + 500]
+                old = self.db.execute(f"select id from images where path in ({','.join('?' * len(part))})", part)
+                for (image_id,) in old.fetchall():
+                    self._delete_image(image_id)
+            columns = ("path", "size", "mtime", "sha256", "width", "height", "status", "error")
+            face_rows = []
             for image, image_faces in zip(images, faces):
-                old = list(self.db.query("select id from images where path = ?", [image["path"]]))
-                if old:
-                    self._delete_image(old[0]["id"])
-                row = dict(image, faces=len(image_faces), run_id=run_id, indexed_at=time.time())
-                image_id = self.db["images"].insert(row).last_pk
-                self.db["faces"].insert_all(
-                    {"image_id": image_id, "face_index": f.face_index, "x1": f.box[0], "y1": f.box[1],
-                     "x2": f.box[2], "y2": f.box[3], "probability": f.probability,
-                     "landmarks": json.dumps(f.landmarks) if f.landmarks is not None else None,
-                     "embedding": np.asarray(f.embedding, np.float32).tobytes(), "model": model, "run_id": run_id}
-                    for f in image_faces
-                )
+                # Plain executes: at hundreds of faces a second, sqlite-utils' per-row work shows.
+                image_id = self.db.execute(
+                    "insert into images (path, size, mtime, sha256, width, height, status, error, faces, run_id, "
+                    "indexed_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [image[c] for c in columns] + [len(image_faces), run_id, now]).lastrowid
+                face_rows += [(image_id, f.face_index, *f.box, f.probability,
+                               json.dumps(f.landmarks) if f.landmarks is not None else None,
+                               np.asarray(f.embedding, np.float32).tobytes(), model, run_id) for f in image_faces]
+            self.db.conn.executemany(
+                "insert into faces (image_id, face_index, x1, y1, x2, y2, probability, landmarks, embedding, model, "
+                "run_id) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", face_rows)
             self._bump()
 
     def touch_image(self, image_id: int, mtime: float) -> None:

@@ -70,7 +70,32 @@ def test_training_and_query_prepare_faces_identically(ferplus_valid):
     found = pipeline.find_faces([Image.open(p) for p in paths])
     query = torch.stack([prepare_face(f[0].crop, model.config.preprocess) for f in found])
     assert torch.equal(training, query)
-    assert np.allclose(pipeline.embed([f[0] for f in found]), model.embed(training), atol=1e-6)
+    assert np.allclose(pipeline.embed([f[0] for f in found]), model.embed(training), atol=2e-5)
+
+
+@pytest.mark.parametrize("name", ["fecnet-lite-16d", "affnet-lite-cl-p", "fecnet-16d"])
+def test_inference_network_computes_the_same_embeddings(name, ferplus_valid):
+    """Folded BatchNorms and channels-last layout change the speed, not the function."""
+    trained = name != "fecnet-16d"
+    model = create_model(name, random_init=not trained).eval()
+    if not trained:  # give the BatchNorms something to fold: statistics a trained network would have
+        generator = torch.Generator().manual_seed(0)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.5, generator=generator)
+                m.running_var.uniform_(0.5, 2.0, generator=generator)
+    size, channels = model.config.preprocess.size, model.config.preprocess.channels
+    faces = load_prepared(sorted(ferplus_valid.glob("*.png"))[:70], model.config.preprocess) if trained \
+        else torch.randn(3, channels, size, size, generator=torch.Generator().manual_seed(1))
+    fast = model.for_inference()
+    def batchnorms(net):
+        return sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+
+    # those after a convolution are folded; the DenseNet block's pre-activation ones cannot be
+    assert batchnorms(fast.network) < batchnorms(model), "no BatchNorm was folded"
+    expected = model.embed(faces)
+    assert np.allclose(fast.embed(faces), expected, atol=2e-5, rtol=1e-4)
+    assert fast.embed(faces).shape == expected.shape == (len(faces), model.config.embedding_size)
 
 
 def test_aligned_photo_crop_has_the_training_geometry():
