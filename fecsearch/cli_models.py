@@ -42,8 +42,10 @@ def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, 
 
 @train.command("fecnet")
 @click.option("--train", "train_dir", required=True, type=click.Path(exists=True, path_type=Path),
-              help="FER+ folder with label.csv: vote triplets are drawn from it.")
-@click.option("--valid", "valid_dir", required=True, type=click.Path(exists=True, path_type=Path))
+              help="FER+ folder with label.csv (vote triplets are drawn from it), or a `fec download` "
+                   "folder (its human triplets, faces aligned by their landmarks).")
+@click.option("--valid", "valid_dir", required=True, type=click.Path(exists=True, path_type=Path),
+              help="FER+ folder (6,000 vote triplets, seed 2019) or a `fec download` folder.")
 @click.option("--trunk", "trunk_checkpoint", required=True, type=click.Path(exists=True, path_type=Path),
               help="Checkpoint whose trunk is frozen under the new head (e.g. the AFFNet-CL one).")
 @click.option("--out", required=True, type=click.Path(path_type=Path))
@@ -60,19 +62,26 @@ def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, 
               show_default=True, help="votes: FER+ vote triplets (FECNet); labels: label triplets (AFFNet-TL).")
 @click.option("--trunk-lr", default=0.0, show_default=True,
               help="Above 0: fine-tune the trunk too at this learning rate (no feature cache).")
+@click.option("--agreement", type=click.Choice(["strong", "all"]), default="strong", show_default=True,
+              help="FEC: keep the triplets at least 2/3 of the raters agree on (the paper's default), or all.")
 def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs, steps_per_epoch,
-                 triplets_per_type, lr, seed, feature_cache, triplet_source, trunk_lr):
+                 triplets_per_type, lr, seed, feature_cache, triplet_source, trunk_lr, agreement):
     """FECNet: the embedding head on a frozen trunk, triplet loss of eq. (1) on FER+ vote triplets.
 
     \b
-    Example:
+    Examples:
       fecsearch train fecnet --train ../shared/data/ferplus/train --valid ../shared/data/ferplus/valid \\
           --trunk fecsearch/weights/affnet-lite-cl.safetensors --out fecsearch/weights/fecnet-lite-16d.safetensors
+      fecsearch train fecnet --train data/fec-train --valid data/fec-test \\
+          --trunk fecsearch/weights/affnet-lite-cl.safetensors --out fecnet-lite-fec.safetensors
     """
     from .train import train_fecnet as run
 
-    run(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs, steps_per_epoch, triplets_per_type, lr,
-        seed, feature_cache, triplet_source, trunk_lr, log=click.echo)
+    try:
+        run(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs, steps_per_epoch, triplets_per_type, lr,
+            seed, feature_cache, triplet_source, trunk_lr, agreement, log=click.echo)
+    except ValueError as err:
+        fail(str(err))
     click.echo(f"wrote {out}")
 
 
@@ -214,9 +223,13 @@ def fec():
 @click.option("--workers", default=16, show_default=True, help="Parallel downloads.")
 @click.option("--retries", default=3, show_default=True, help="Retries of timeouts and server errors.")
 @click.option("--timeout", default=20.0, show_default=True, help="Seconds per request.")
+@click.option("--landmarks/--no-landmarks", default=True, show_default=True,
+              help="Find each face's landmarks with MTCNN (faces.jsonl), so training aligns FEC faces as "
+                   "queries are aligned; without, training uses the boxes resized.")
 @click.option("--json", "as_json", is_flag=True)
-def fec_download(csv_path, out, workers, retries, timeout, as_json):
-    """Fetch FEC's photos (each once), crop every face by its box, write triplets.jsonl and a manifest.
+def fec_download(csv_path, out, workers, retries, timeout, landmarks, as_json):
+    """Fetch FEC's photos (each once), crop every face by its box (with a margin), find its landmarks,
+    write faces.jsonl, triplets.jsonl and a manifest.
 
     Dead links (many Flickr photos are gone) are listed in OUT/dead_links.json. Run it again to
     resume: what is on disk is kept.
@@ -227,11 +240,12 @@ def fec_download(csv_path, out, workers, retries, timeout, as_json):
     """
     from .fec import download_fec
 
-    report = download_fec(csv_path, out, workers, retries, timeout, progress=not as_json)
+    report = download_fec(csv_path, out, workers, retries, timeout, progress=not as_json, landmarks=landmarks)
     if as_json:
         echo_json(report.to_dict())
         return
     d = report.to_dict()
     click.echo(f"{d['rows']} rows, {d['photos']} photos: {d['photos_fetched']} fetched, {d['photos_cached']} already "
-               f"here, {d['dead_links']} dead (see {out / 'dead_links.json'}); {d['faces']} faces; "
+               f"here, {d['dead_links']} dead (see {out / 'dead_links.json'}); {d['faces']} faces "
+               f"({d['aligned']} with landmarks); "
                f"{d['triplets']} complete triplets ({d['strong_triplets']} strong) in {out / 'triplets.jsonl'}")

@@ -2,6 +2,10 @@
 
 Many of FEC's Flickr URLs are dead; they are reported, not retried for ever. The download resumes:
 photos and crops already on disk are not fetched or cut again.
+
+Each face is stored with a margin around FEC's box and with the landmarks MTCNN finds for it
+(faces.jsonl), so that training aligns it with the model's own geometry, exactly as a query face
+is aligned (fec_face); a face MTCNN misses is used as its box, resized.
 """
 from __future__ import annotations
 
@@ -76,6 +80,7 @@ class DownloadReport:
     faces: int = 0
     triplets: int = 0
     strong_triplets: int = 0
+    aligned: int = 0  # faces with landmarks
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -85,19 +90,78 @@ class DownloadReport:
         return d
 
 
-def crop_face(photo: Path, box, dest: Path) -> None:
-    """Cut a face by FEC's box (x_min/width, x_max/width, y_min/height, y_max/height)."""
+# Stored crops reach this far beyond FEC's box on each side, as a share of the box's size:
+# room for alignment to rotate and scale the face without running out of picture.
+MARGIN = 0.5
+
+
+def crop_face(photo: Path, box, dest: Path) -> list[float]:
+    """Cut a face by FEC's box (x_min/width, x_max/width, y_min/height, y_max/height) with MARGIN
+    around it; returns the box in the stored crop's pixels."""
     image = load_image(photo)
     x0, x1, y0, y1 = box
     w, h = image.size
-    crop = image.crop((round(x0 * w), round(y0 * h), round(x1 * w), round(y1 * h)))
+    bx0, by0, bx1, by1 = x0 * w, y0 * h, x1 * w, y1 * h
+    mx, my = MARGIN * (bx1 - bx0), MARGIN * (by1 - by0)
+    left, top = max(0, round(bx0 - mx)), max(0, round(by0 - my))
+    right, bottom = min(w, round(bx1 + mx)), min(h, round(by1 + my))
+    crop = image.crop((left, top, right, bottom))
     tmp = dest.with_name(dest.name + ".part.png")
     crop.save(tmp)
     tmp.replace(dest)
+    return [bx0 - left, by0 - top, bx1 - left, by1 - top]
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def find_landmarks(detector, crop_path: Path, box) -> list | None:
+    """The 5 landmarks of the detected face that best matches FEC's box (IoU >= 0.3), or None."""
+    faces = detector.detect([load_image(crop_path)])[0]
+    best = max(faces, key=lambda f: iou(f.box, box), default=None)
+    if best is None or iou(best.box, box) < 0.3:
+        return None
+    return [[round(float(v), 2) for v in point] for point in best.landmarks]
+
+
+@dataclass
+class FecFace:
+    path: Path
+    box: list[float]
+    landmarks: list | None
+
+
+def read_fec_faces(folder: str | Path) -> dict[str, FecFace]:
+    """faces.jsonl of a download, by the name triplets use ("faces/<key>.png")."""
+    folder = Path(folder)
+    faces = {}
+    with open(folder / "faces.jsonl") as f:
+        for record in map(json.loads, f):
+            faces[record["face"]] = FecFace(folder / record["face"], record["box"], record["landmarks"])
+    return faces
+
+
+def fec_face(face: FecFace, geometry) -> "Image.Image":
+    """A FEC face as the model sees it: aligned by its landmarks with the model's geometry, as
+    query faces are (faces.align_detected); without landmarks, its box resized."""
+    from PIL import Image
+
+    from .faces import align_face
+
+    image = load_image(face.path)
+    if face.landmarks is not None:
+        return align_face(image, face.landmarks[0], face.landmarks[1], geometry)
+    crop = image.crop(tuple(round(v) for v in face.box))
+    return crop.resize((geometry.size, geometry.size), Image.BICUBIC)
 
 
 def download_fec(csv_path, out_dir, workers: int = 16, retries: int = 3, timeout: float = 20.0,
-                 backoff: float = 1.0, progress: bool = True) -> DownloadReport:
+                 backoff: float = 1.0, progress: bool = True, landmarks: bool = True) -> DownloadReport:
     started = time.time()
     out = Path(out_dir)
     (out / "photos").mkdir(parents=True, exist_ok=True)
@@ -120,14 +184,32 @@ def download_fec(csv_path, out_dir, workers: int = 16, retries: int = 3, timeout
         for f in r["faces"]:
             if f["url"] not in report.dead:
                 faces[face_key(f["url"], f["box"])] = f
+    records = {}
+    if (out / "faces.jsonl").exists():  # a resumed download: faces already cut and measured
+        with open(out / "faces.jsonl") as fh:
+            records = {r["face"]: r for r in map(json.loads, fh)}
+    detector = None
+    if landmarks:
+        from .faces import FaceDetector
+
+        detector = FaceDetector()
     for key, f in tqdm(faces.items(), unit="face", desc="cropping", disable=not progress):
         path = out / "faces" / f"{key}.png"
-        if path.exists():
+        name = f"faces/{key}.png"
+        if path.exists() and name in records:
             continue
         try:
-            crop_face(dest[f["url"]], f["box"], path)
+            box = crop_face(dest[f["url"]], f["box"], path)
+            marks = find_landmarks(detector, path, box) if detector else None
+            records[name] = {"face": name, "box": [round(v, 2) for v in box], "landmarks": marks}
         except BadImage as err:
             report.dead[f["url"]] = f"not an image: {err}"
+    tmp = out / "faces.jsonl.tmp"
+    with open(tmp, "w") as fh:
+        for name in sorted(records):
+            fh.write(json.dumps(records[name]) + "\n")
+    tmp.replace(out / "faces.jsonl")
+    report.aligned = sum(r["landmarks"] is not None for r in records.values())
     triplets = []
     for r in rows:
         keys = [face_key(f["url"], f["box"]) for f in r["faces"]]

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -14,8 +17,9 @@ from .evaluate import triplet_accuracy
 from .images import load_image
 from .labels import LabelledFaces, read_ferplus, read_labelled
 from .models.registry import (FaceEmbedder, ModelConfig, Preprocess, create_model, get_config, prepare_face,
-                              save_checkpoint)
-from .triplets import MARGINS, TRIPLET_TYPES, Triplet, ferplus_vote_triplets, label_triplets
+                              prepare_faces, save_checkpoint)
+from .triplets import (MARGINS, TRIPLET_TYPES, Triplet, ferplus_vote_triplets, label_triplets, load_triplets,
+                       strong_agreement)
 
 Log = Callable[[str], None]
 VALID_TRIPLET_SEED = 2019
@@ -29,6 +33,41 @@ def load_prepared(paths, preprocess: Preprocess, workers: int = 4) -> torch.Tens
 
     with ThreadPoolExecutor(workers) as pool:
         return torch.stack(list(pool.map(one, paths, chunksize=64)))
+
+
+@dataclass
+class TripletFaces:
+    """Faces prepared for the network, named as their triplets name them, and where the triplets
+    come from: FER+ votes or labels drawn afresh each epoch, or a FEC download's human triplets."""
+    x: torch.Tensor
+    names: list[str]
+    labelled: LabelledFaces | None = None
+    fixed: list[Triplet] | None = None
+
+
+def load_triplet_faces(folder, preprocess: Preprocess, agreement: str = "strong") -> TripletFaces:
+    """A FER+ folder (label.csv) or a `fecsearch fec download` folder (triplets.jsonl, faces.jsonl).
+
+    FEC faces are aligned by their landmarks with the model's geometry (fec.fec_face), as query
+    faces are; agreement="strong" keeps the triplets at least two thirds of the raters agree on.
+    Every face is held in memory, prepared: about 9 KB each at 48x48 grey, 600 KB at 224x224 RGB.
+    """
+    folder = Path(folder)
+    if not (folder / "triplets.jsonl").exists():
+        faces = read_ferplus(folder)
+        return TripletFaces(load_prepared(faces.paths, preprocess), [str(p) for p in faces.paths], labelled=faces)
+    from .fec import fec_face, read_fec_faces
+
+    faces = read_fec_faces(folder)
+    triplets = [t for t in load_triplets(folder / "triplets.jsonl") if all(f in faces for f in t.faces)]
+    if agreement == "strong":
+        triplets = [t for t in triplets if strong_agreement(t.annotations)]
+    if not triplets:
+        raise ValueError(f"{folder}: no {agreement} triplets whose three faces were downloaded")
+    names = sorted({f for t in triplets for f in t.faces})
+    with ThreadPoolExecutor(4) as pool:
+        crops = list(pool.map(lambda name: fec_face(faces[name], preprocess.geometry), names))
+    return TripletFaces(prepare_faces(crops, preprocess), names, fixed=triplets)
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, shift: int = 3) -> torch.Tensor:
@@ -102,8 +141,10 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=epochs * steps_per_epoch)
     checkpointer = Checkpointer(out)
     start, history = checkpointer.load(model, optimizer)
-    for _ in range(start * steps_per_epoch):
-        schedule.step()
+    with warnings.catch_warnings():  # resuming: move the schedule to where the run stopped
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+        for _ in range(start * steps_per_epoch):
+            schedule.step()
     generator = torch.Generator().manual_seed(seed)
     for epoch in range(start, epochs):
         generator.manual_seed(seed * 1000 + epoch)
@@ -149,14 +190,24 @@ def triplet_loss(e1, e2, e3, odd: torch.Tensor, margin: torch.Tensor) -> torch.T
 
 
 class TripletSampler:
-    """Batches with the same number of triplets of each type, drawn from a fresh pool each epoch."""
+    """Batches with the same number of triplets of each type: drawn from a fresh pool each epoch
+    (FER+), or a fresh shuffle of the fixed human triplets, each type cycled on its own (FEC)."""
 
-    def __init__(self, faces: LabelledFaces, per_type: int, seed: int, source: str = "votes"):
-        self.faces, self.per_type, self.seed, self.source = faces, per_type, seed, source
-        self.index = {str(p): i for i, p in enumerate(faces.paths)}
+    def __init__(self, data: TripletFaces, per_type: int, seed: int, source: str = "votes"):
+        self.faces, self.fixed = data.labelled, data.fixed
+        self.per_type, self.seed, self.source = per_type, seed, source
+        self.index = {name: i for i, name in enumerate(data.names)}
 
     def epoch(self, epoch: int, steps: int):
         seed = self.seed * 7919 + epoch
+        if self.fixed is not None:
+            rng = np.random.default_rng(seed)
+            by_type = {k: [t for t in self.fixed if t.type == k] for k in TRIPLET_TYPES}
+            by_type = {k: [v[i] for i in rng.permutation(len(v))] for k, v in by_type.items() if v}
+            for s in range(steps):
+                batch = [v[(s * self.per_type + j) % len(v)] for v in by_type.values() for j in range(self.per_type)]
+                yield self._tensors(batch)
+            return
         if self.source == "labels":  # AFFNet-TL: label triplets are all of one kind, 3 x per_type a batch
             pool = label_triplets(self.faces, 3 * self.per_type * steps, seed=seed)
             by_type = {"TWO_CLASS_TRIPLET": pool}
@@ -166,18 +217,21 @@ class TripletSampler:
             by_type = {k: [t for t in pool if t.type == k] for k in TRIPLET_TYPES}
             per_batch = {k: self.per_type for k in TRIPLET_TYPES}
         for s in range(steps):
-            batch = [t for k, n in per_batch.items() for t in by_type[k][s * n:(s + 1) * n]]
-            ids = torch.tensor([[self.index[f] for f in t.faces] for t in batch])
-            odd = torch.tensor([t.odd for t in batch])
-            margin = torch.tensor([MARGINS[t.type] for t in batch])
-            yield ids, odd, margin
+            yield self._tensors([t for k, n in per_batch.items() for t in by_type[k][s * n:(s + 1) * n]])
+
+    def _tensors(self, batch: list[Triplet]):
+        ids = torch.tensor([[self.index[f] for f in t.faces] for t in batch])
+        odd = torch.tensor([t.odd for t in batch])
+        margin = torch.tensor([MARGINS[t.type] for t in batch])
+        return ids, odd, margin
 
 
 def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = "fecnet-lite-16d",
                  epochs: int = 20, steps_per_epoch: int = 300, triplets_per_type: int = 30, lr: float = 5e-4,
                  seed: int = 0, feature_cache: bool = True, triplet_source: str = "votes",
-                 trunk_lr: float = 0.0, log: Log = print) -> dict:
-    """FECNet: a frozen trunk and the embedding head trained with the triplet loss on FER+ vote triplets.
+                 trunk_lr: float = 0.0, agreement: str = "strong", log: Log = print) -> dict:
+    """FECNet: a frozen trunk and the embedding head trained with the triplet loss on FER+ vote
+    triplets, or on FEC's human triplets when train_dir is a `fec download` folder (load_triplet_faces).
 
     With feature_cache the frozen trunk runs once per face (and its mirror image) before training,
     and each step only runs the head. triplet_source="labels" trains AFFNet-TL instead: the same
@@ -193,13 +247,16 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     fine_tune = trunk_lr > 0
     feature_cache = feature_cache and not fine_tune
     model.trunk.requires_grad_(fine_tune)
-    train, valid = read_ferplus(train_dir), read_ferplus(valid_dir)
     t0 = time.time()
-    x_train = load_prepared(train.paths, config.preprocess)
-    x_valid = load_prepared(valid.paths, config.preprocess)
-    log(f"loaded {len(train)} training and {len(valid)} validation faces in {time.time() - t0:.0f}s")
-    names = [str(p) for p in valid.paths]
-    triplets = validation_triplets(valid)
+    train = load_triplet_faces(train_dir, config.preprocess, agreement)
+    valid = load_triplet_faces(valid_dir, config.preprocess, agreement)
+    if train.fixed is not None:
+        if triplet_source == "labels":
+            raise ValueError(f"{train_dir} holds FEC triplets; label triplets (AFFNet-TL) need a FER+ folder")
+        triplet_source = "fec"
+    x_train, x_valid, names = train.x, valid.x, valid.names
+    log(f"loaded {len(x_train)} training and {len(x_valid)} validation faces in {time.time() - t0:.0f}s")
+    triplets = valid.fixed if valid.fixed is not None else validation_triplets(valid.labelled)
     model.trunk.eval()
     cache = None
     if feature_cache:
@@ -219,8 +276,10 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
     checkpointer = Checkpointer(out)
     start, history = checkpointer.load(model, optimizer)
-    for _ in range(start * steps_per_epoch):
-        schedule.step()
+    with warnings.catch_warnings():  # resuming: move the schedule to where the run stopped
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+        for _ in range(start * steps_per_epoch):
+            schedule.step()
     sampler = TripletSampler(train, triplets_per_type, seed, triplet_source)
     generator = torch.Generator().manual_seed(seed)
     for epoch in range(start, epochs):
@@ -257,7 +316,7 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     final = {"history": history, "train_dir": str(train_dir), "valid_dir": str(valid_dir),
              "trunk_checkpoint": str(trunk_checkpoint), "epochs": epochs, "steps_per_epoch": steps_per_epoch,
              "triplets_per_type": triplets_per_type, "lr": lr, "seed": seed, "feature_cache": feature_cache,
-             "triplet_source": triplet_source, "trunk_lr": trunk_lr}
+             "triplet_source": triplet_source, "trunk_lr": trunk_lr, "agreement": agreement}
     save_checkpoint(model, out, final)
     return final
 
