@@ -30,7 +30,7 @@ def serve(index_dir, host, port, max_upload_mb, rate_dir, votes_db, model_a, mod
           min_face, min_prob, thresholds, canvas, device):
     """Serve an index: a search page at /, a rating page at /rate, a JSON API under /api.
 
-    API: GET /api/health, /api/info, /api/summary?n=10; POST /api/search?k=10[&face=N][&all=1]
+    API: GET /api/health, /api/info, /api/summary?n=10; POST /api/search?k=10[&face=N][&all=1][&cropped=1]
     with an image (multipart field 'image', or the bytes with an image/* Content-Type);
     GET /api/faces/ID, /api/faces/ID/similar?k=10, /api/faces/ID/thumbnail?size=160;
     rating: GET /api/rating, /api/rating/next?rater=NAME, POST /api/rating/vote.

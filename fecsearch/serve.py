@@ -126,10 +126,11 @@ class Library:
                             "thumbnail": f"/api/faces/{hit.face_id}/thumbnail"})
         return results
 
-    def search_upload(self, data: bytes, filename: str, k: int, face: int | None, all_faces: bool) -> dict:
+    def search_upload(self, data: bytes, filename: str, k: int, face: int | None, all_faces: bool,
+                      cropped: bool = False) -> dict:
         image = decode_upload(data, filename)
         with self.compute:
-            pipeline = self.searcher.pipeline(False)
+            pipeline = self.searcher.pipeline(cropped)
             faces = pipeline.find_faces([image])[0]
             vectors = pipeline.embed(faces)
         if faces and face is None:
@@ -330,6 +331,7 @@ def create_app(library: Library, rating: Rating | None = None, max_upload_bytes:
         k = parse_int(request, "k", 10, 1, MAX_K)
         face = parse_int(request, "face", None, 0, 10_000)
         all_faces = request.query_params.get("all") in ("1", "true", "yes")
+        cropped = request.query_params.get("cropped") in ("1", "true", "yes")
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):
             async with request.form(max_files=1, max_fields=4) as form:
@@ -345,7 +347,8 @@ def create_app(library: Library, rating: Rating | None = None, max_upload_bytes:
         else:
             raise HTTPException(400, "send an image: multipart/form-data with a field 'image', or the "
                                      "image bytes with an image/* Content-Type")
-        return JSONResponse(await run_in_threadpool(library.search_upload, data, filename, k, face, all_faces))
+        return JSONResponse(await run_in_threadpool(library.search_upload, data, filename, k, face, all_faces,
+                                                    cropped))
 
     async def similar(request: Request):
         k = parse_int(request, "k", 10, 1, MAX_K)

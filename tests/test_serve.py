@@ -45,6 +45,13 @@ def test_upload_finds_the_faces_and_each_finds_itself(client, photos):
     assert raw["results"] == second["results"]
 
 
+def test_cropped_upload_is_one_face(client, ferplus_valid):
+    crop = sorted(ferplus_valid.glob("*.png"))[0].read_bytes()
+    answer = upload(client, crop, "face.png", "image/png", params="?k=3&cropped=1").json()
+    assert answer["faces"] == [{"face": 0, "box": [0.0, 0.0, 48.0, 48.0], "probability": 1.0}]
+    assert len(answer["results"]) == 3
+
+
 def test_search_by_face_id_and_thumbnail(client):
     answer = client.get("/api/faces/3/similar?k=4").json()
     assert answer["results"][0]["face_id"] == 3 and answer["results"][0]["distance"] == 0

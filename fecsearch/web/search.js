@@ -76,7 +76,8 @@ async function search(file) {
   const form = new FormData();
   form.append("image", file);
   try {
-    upload = await api(`/api/search?k=${k()}&all=1`, { method: "POST", body: form });
+    const cropped = $("cropped").checked ? "&cropped=1" : "";
+    upload = await api(`/api/search?k=${k()}&all=1${cropped}`, { method: "POST", body: form });
   } catch (err) {
     $("photo").hidden = true;
     say(err.message, true);
