@@ -19,8 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from PIL import Image
 from tqdm import tqdm
 
+from .faces import FaceGeometry, align_face
 from .images import BadImage, load_image
 from .triplets import Triplet, parse_fec_csv, save_triplets, strong_agreement
 
@@ -146,13 +148,9 @@ def read_fec_faces(folder: str | Path) -> dict[str, FecFace]:
     return faces
 
 
-def fec_face(face: FecFace, geometry) -> "Image.Image":
+def fec_face(face: FecFace, geometry: FaceGeometry) -> Image.Image:
     """A FEC face as the model sees it: aligned by its landmarks with the model's geometry, as
     query faces are (faces.align_detected); without landmarks, its box resized."""
-    from PIL import Image
-
-    from .faces import align_face
-
     image = load_image(face.path)
     if face.landmarks is not None:
         return align_face(image, face.landmarks[0], face.landmarks[1], geometry)

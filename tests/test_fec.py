@@ -57,9 +57,13 @@ def server(photos):
     httpd.shutdown()
 
 
+def csv_line(cells: list[str], kind: str, votes: list[int]) -> str:
+    """One row of FEC's CSV: three 'url,x0,x1,y0,y1' cells, the triplet type, (rater, answer) pairs."""
+    return ",".join(cells) + f",{kind}," + ",".join(f"r{i},{v}" for i, v in enumerate(votes)) + "\n"
+
+
 def row(base, names, kind, votes):
-    faces = ",".join(f"{base}/{n},0.0,0.5,0.0,1.0" for n in names)
-    return f"{faces},{kind}," + ",".join(f"r{i},{v}" for i, v in enumerate(votes)) + "\n"
+    return csv_line([f"{base}/{n},0.0,0.5,0.0,1.0" for n in names], kind, votes)
 
 
 def test_download_dedupes_retries_and_reports_dead_links(server, tmp_path):
@@ -99,9 +103,8 @@ COUPLE_FACES = [(347.3, 486.6, 966.5, 1341.5), (1409.0, 278.2, 1987.4, 1100.1)]
 
 
 def fec_row(base, faces, kind, votes):
-    cells = ",".join(f"{base}/photos/{name},{x1 / w:.6f},{x2 / w:.6f},{y1 / h:.6f},{y2 / h:.6f}"
-                     for name, (x1, y1, x2, y2), (w, h) in faces)
-    return f"{cells},{kind}," + ",".join(f"r{i},{v}" for i, v in enumerate(votes)) + "\n"
+    return csv_line([f"{base}/photos/{name},{x1 / w:.6f},{x2 / w:.6f},{y1 / h:.6f},{y2 / h:.6f}"
+                     for name, (x1, y1, x2, y2), (w, h) in faces], kind, votes)
 
 
 def test_fec_faces_are_aligned_as_queries_are(server, tmp_path, photos):
