@@ -95,13 +95,18 @@ class Searcher:
         return QueryFace(FoundFace(box, row["probability"], None, crop), vector, row["path"], row["face_index"], 1)
 
     def search(self, vector: np.ndarray, k: int = 10) -> list[Result]:
-        hits = self.index.search(vector, k)
-        rows = self.store.faces_by_id([h.face_id for h in hits])
-        results = []
-        for hit in hits:
-            row = rows.get(hit.face_id)
-            if row is None:  # deleted since the FAISS file was built
-                continue
-            results.append(Result(len(results) + 1, hit.distance, hit.face_id, row["path"],
-                                  (row["x1"], row["y1"], row["x2"], row["y2"])))
-        return results
+        return nearest_faces(self.index, self.store, vector, k)
+
+
+def nearest_faces(index: VectorIndex, store: FaceStore, vector: np.ndarray, k: int) -> list[Result]:
+    """The k nearest faces with their records; faces deleted since `index` was read are left out."""
+    hits = index.search(vector, k)
+    rows = store.faces_by_id([h.face_id for h in hits])
+    results = []
+    for hit in hits:
+        row = rows.get(hit.face_id)
+        if row is None:
+            continue
+        results.append(Result(len(results) + 1, hit.distance, hit.face_id, row["path"],
+                              (row["x1"], row["y1"], row["x2"], row["y2"])))
+    return results

@@ -31,7 +31,7 @@ from starlette.staticfiles import StaticFiles
 
 from .faces import DetectorConfig
 from .images import BadImage, decode_image, load_image
-from .search import Searcher
+from .search import Searcher, nearest_faces
 from .sheet import face_thumbnail
 from .store import FaceStore
 from .vector_index import VectorIndex
@@ -114,17 +114,8 @@ class Library:
         return self.searcher.index
 
     def neighbours(self, vector: np.ndarray, k: int) -> list[dict]:
-        hits = self.vectors().search(vector, k)
-        rows = self.store().faces_by_id([h.face_id for h in hits])
-        results = []
-        for hit in hits:
-            row = rows.get(hit.face_id)
-            if row is None:  # removed by an index run since the vectors were read
-                continue
-            results.append({"rank": len(results) + 1, "distance": round(hit.distance, 6), "face_id": hit.face_id,
-                            "path": row["path"], "box": [round(row[k], 1) for k in ("x1", "y1", "x2", "y2")],
-                            "thumbnail": f"/api/faces/{hit.face_id}/thumbnail"})
-        return results
+        return [dict(r.to_dict(), thumbnail=f"/api/faces/{r.face_id}/thumbnail")
+                for r in nearest_faces(self.vectors(), self.store(), vector, k)]
 
     def search_upload(self, data: bytes, filename: str, k: int, face: int | None, all_faces: bool,
                       cropped: bool = False) -> dict:
