@@ -192,7 +192,7 @@ def download_fec(csv_path, out_dir, workers: int = 16, retries: int = 3, timeout
         from .faces import DetectorConfig, FaceDetector
 
         # A stored crop is about half face: a small canvas shows it as large as a photo's faces
-        # usually are on the full 1024 canvas, at a tenth of the detector's work.
+        # usually are on the full 1024 canvas, for a fraction of the detector's work.
         detector = FaceDetector(DetectorConfig(canvas_size=LANDMARK_CANVAS))
     for key, f in tqdm(faces.items(), unit="face", desc="cropping", disable=not progress):
         path = out / "faces" / f"{key}.png"
