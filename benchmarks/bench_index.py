@@ -5,10 +5,11 @@
 
 All loops use the default model in the same process and the same MTCNN (same weights and
 thresholds). Each naive loop decodes, detects, aligns and embeds one image and one face at a time
-and writes nothing:
-  naive_canvas  fecsearch's FacePipeline one image and one face at a time (its detector on the
+in one thread and writes nothing:
+  naive_canvas  fecsearch's FacePipeline one image and one face at a time (its MTCNN driver on the
                 letterboxed 1024 canvas, its inference network with folded BatchNorms)
   naive_eager   the same, but each face through the model as written (eager PyTorch, model.embed)
+  naive_facenet_canvas  facenet-pytorch's MTCNN.detect on the same letterboxed canvas
   naive_full    facenet-pytorch's MTCNN.detect on the full-resolution image, as its README does
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -45,26 +47,31 @@ def naive(paths, model, cropped: bool, eager: bool = False) -> tuple[int, float]
     return faces, time.perf_counter() - start
 
 
-def naive_full(paths, model) -> tuple[int, float]:
-    """MTCNN on the image as it is, the way facenet-pytorch is usually called."""
+def naive_facenet(paths, model, canvas: bool) -> tuple[int, float]:
+    """facenet-pytorch's MTCNN.detect, the way it is usually called: on the image as it is, or
+    (canvas=True) on the letterboxed canvas fecsearch's detector uses, boxes mapped back."""
     import numpy as np
     from facenet_pytorch import MTCNN
 
-    from fecsearch.faces import DetectedFace, DetectorConfig, align_detected
+    from fecsearch.faces import DetectedFace, DetectorConfig, FaceDetector, align_detected
 
     config = DetectorConfig()
     mtcnn = MTCNN(keep_all=True, min_face_size=config.min_face_size, thresholds=list(config.thresholds))
+    letterbox = FaceDetector(config)._letterbox
     pipeline = FacePipeline(model, cropped=True)  # only its embed(); alignment done here
     start, faces = time.perf_counter(), 0
     for p in paths:
         image = load_image(p)
-        boxes, probs, marks = mtcnn.detect(image, landmarks=True)
+        board, scale, ox, oy = letterbox(image) if canvas else (image, 1.0, 0, 0)
+        boxes, probs, marks = mtcnn.detect(board, landmarks=True)
         if boxes is None:
             continue
         for box, prob, lm in zip(boxes, probs, marks):
-            if prob < config.min_probability:
+            box = (np.asarray(box, float) - [ox, oy, ox, oy]) / scale
+            cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+            if prob < config.min_probability or not (0 <= cx < image.width and 0 <= cy < image.height):
                 continue
-            face = DetectedFace(tuple(np.asarray(box, float)), float(prob), np.asarray(lm, float))
+            face = DetectedFace(tuple(box), float(prob), (np.asarray(lm, float) - [ox, oy]) / scale)
             crop = align_detected(image, face, model.config.preprocess.geometry)
             pipeline.embed([FoundFace(face.box, face.probability, face.landmarks, crop)])
             faces += 1
@@ -87,25 +94,34 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("dataset", choices=["photos", "ferplus"])
     parser.add_argument("--limit", type=int, default=None, help="Naive loop on the first N files only (it is slow).")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="Run every loop N times, in turn, and report each one's median time.")
     args = parser.parse_args()
     cropped = args.dataset == "ferplus"
     folder = DATA / ("ferplus/train" if cropped else "photos")
     model = create_model(DEFAULT_MODEL)
     paths, _ = find_images(folder)
     naive_paths = paths[: args.limit] if args.limit else paths
-    faces, seconds = engine(folder, model, cropped)
-    result = {"dataset": args.dataset, "images": len(paths), "faces": faces, "engine_s": round(seconds, 1),
-              "engine_faces_per_s": round(faces / seconds, 1), "naive_images": len(naive_paths)}
-    loops = {"naive_canvas": lambda: naive(naive_paths, model, cropped),
+    loops = {"engine": lambda: engine(folder, model, cropped),
+             "naive_canvas": lambda: naive(naive_paths, model, cropped),
              "naive_eager": lambda: naive(naive_paths, model, cropped, eager=True)}
     if not cropped:
-        loops["naive_full"] = lambda: naive_full(naive_paths, model)
-    for name, loop in loops.items():
-        n, s = loop()
+        loops["naive_facenet_canvas"] = lambda: naive_facenet(naive_paths, model, canvas=True)
+        loops["naive_full"] = lambda: naive_facenet(naive_paths, model, canvas=False)
+    # Turns (engine, naive..., engine, naive...) rather than one loop's runs back to back, so that
+    # a slow minute of a shared machine falls on every loop alike.
+    runs: dict[str, list[tuple[int, float]]] = {name: [] for name in loops}
+    for _ in range(args.repeat):
+        for name, loop in loops.items():
+            runs[name].append(loop())
+    result = {"dataset": args.dataset, "images": len(paths), "naive_images": len(naive_paths), "repeat": args.repeat}
+    for name, done in runs.items():
+        n, s = done[0][0], statistics.median(t for _, t in done)
         result[f"{name}_faces"] = n
-        result[f"{name}_s"] = round(s, 1)
+        result[f"{name}_s"] = round(s, 2)
         result[f"{name}_faces_per_s"] = round(n / s, 1)
-        result[f"speedup_vs_{name}"] = round(result["engine_faces_per_s"] / (n / s), 2)
+    for name in list(loops)[1:]:
+        result[f"speedup_vs_{name}"] = round(result["engine_faces_per_s"] / result[f"{name}_faces_per_s"], 2)
     print(json.dumps(result, indent=2))
 
 

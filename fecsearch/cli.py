@@ -82,7 +82,8 @@ def models():
 @click.option("--model", "model_name", default=None, help="Embedding model (default: the index's, else fecnet-lite-16d).")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="Trained weights for --model.")
 @click.option("--cropped", is_flag=True, help="Each image already is one face crop (FER, CelebA aligned): no detection.")
-@click.option("--workers", default=4, show_default=True, help="Threads decoding images.")
+@click.option("--workers", type=int, default=None,
+              help="Threads reading images (and, for photos, finding their faces). Default: one per core for photos, 4 with --cropped.")
 @click.option("--chunk-size", type=int, help="Images committed per transaction (default 512 cropped, 16 photos).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -48,28 +48,23 @@ class DetectorConfig:
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     min_probability: float = 0.9
     # Images are letterboxed into a square canvas this big, leaving a border all round:
-    # the border lets MTCNN find faces cut by the photo's edge, and one canvas size lets
-    # a whole batch of photos go through MTCNN's pyramid together.
+    # the border lets MTCNN find faces cut by the photo's edge, and one canvas size gives
+    # every photo the same pyramid, so faces are found alike whatever the photo's size.
     canvas_size: int = 1024
     border: float = 0.15
 
 
 class FaceDetector:
-    """MTCNN over batches of images of any sizes; returns every face with box, probability, landmarks."""
+    """MTCNN over images of any sizes; returns every face with box, probability, landmarks."""
 
     def __init__(self, config: DetectorConfig | None = None, device: str | torch.device = "cpu"):
-        from facenet_pytorch import MTCNN
+        from .mtcnn import Cascade
 
         self.config = config or DetectorConfig()
         self.device = torch.device(device)
-        self.mtcnn = MTCNN(
-            keep_all=True,
-            min_face_size=self.config.min_face_size,
-            thresholds=list(self.config.thresholds),
-            device=self.device,
-        )
+        self.cascade = Cascade(self.config.min_face_size, self.config.thresholds, device=self.device)
 
-    def _letterbox(self, image: Image.Image) -> tuple[Image.Image, float, float, float]:
+    def _letterbox(self, image: Image.Image) -> tuple[Image.Image, float, int, int]:
         canvas = self.config.canvas_size
         inner = canvas * (1.0 - 2.0 * self.config.border)
         scale = inner / max(image.size)
@@ -80,40 +75,27 @@ class FaceDetector:
         return board, scale, ox, oy
 
     def detect(self, images: list[Image.Image]) -> list[list[DetectedFace]]:
-        if self.device.type == "cpu" and len(images) > 1:
-            # On a CPU a batch of large canvases runs slower than the same images one by one
-            # (benchmarks/RESULTS.md); on a GPU the batch wins.
-            return [self._detect_batch([image])[0] for image in images]
-        return self._detect_batch(images)
+        return [self.detect_one(image) for image in images]
 
-    def _detect_batch(self, images: list[Image.Image]) -> list[list[DetectedFace]]:
-        if not images:
-            return []
-        boards = [self._letterbox(im) for im in images]
-        batch = np.stack([np.asarray(b[0]) for b in boards])
-        with torch.inference_mode():
-            boxes, probs, points = self.mtcnn.detect(batch, landmarks=True)
-        results = []
-        for (board, scale, ox, oy), b, p, lm, image in zip(boards, boxes, probs, points, images):
-            faces = []
-            if b is not None:
-                b = np.asarray(b, dtype=np.float64)
-                p = np.asarray(p, dtype=np.float64)
-                lm = np.asarray(lm, dtype=np.float64)
-                for box, prob, marks in zip(b, p, lm):
-                    if prob < self.config.min_probability:
-                        continue
-                    box = (box - [ox, oy, ox, oy]) / scale
-                    marks = (marks - [ox, oy]) / scale
-                    x1, y1, x2, y2 = box
-                    # Keep faces whose centre lies in the photo: the border is only there to help.
-                    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-                    if not (0 <= cx < image.width and 0 <= cy < image.height):
-                        continue
-                    faces.append(DetectedFace(tuple(float(v) for v in box), float(prob), marks))
-            faces.sort(key=lambda f: (f.box[0], f.box[1]))
-            results.append(faces)
-        return results
+    def detect_one(self, image: Image.Image) -> list[DetectedFace]:
+        board, scale, ox, oy = self._letterbox(image)
+        photo = (ox, oy, ox + round(image.width * scale), oy + round(image.height * scale))
+        boxes, points = self.cascade.detect(board, photo)
+        faces = []
+        for box, marks in zip(boxes.astype(np.float64), points.astype(np.float64)):
+            prob = float(box[4])
+            if prob < self.config.min_probability:
+                continue
+            box = (box[:4] - [ox, oy, ox, oy]) / scale
+            marks = (marks - [ox, oy]) / scale
+            x1, y1, x2, y2 = box
+            # Keep faces whose centre lies in the photo: the border is only there to help.
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+            if not (0 <= cx < image.width and 0 <= cy < image.height):
+                continue
+            faces.append(DetectedFace(tuple(float(v) for v in box), prob, marks))
+        faces.sort(key=lambda f: (f.box[0], f.box[1]))
+        return faces
 
 
 def align_face(image: Image.Image, left_eye, right_eye, geometry: FaceGeometry) -> Image.Image:

@@ -10,10 +10,12 @@ import os
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+import torch
 from tqdm import tqdm
 
 from .faces import DetectorConfig
@@ -58,6 +60,7 @@ class Decoded:
     sha256: str | None = None
     image: object = None
     error: str | None = None
+    faces: list | None = None  # found in the worker thread (photos), or later in a batch (crops)
 
 
 def _decode(item: tuple[Path, int, float]) -> Decoded:
@@ -69,12 +72,25 @@ def _decode(item: tuple[Path, int, float]) -> Decoded:
         return Decoded(path, size, mtime, error=str(err))
 
 
-def decode_ahead(pool: ThreadPoolExecutor, items: list, ahead: int) -> Iterator[Decoded]:
-    """Decode in the pool, in order, at most `ahead` images in flight: memory stays bounded however
+@contextmanager
+def torch_threads(n: int | None):
+    """Run the block with torch's intra-op pool at n threads (None: leave it as it is)."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def decode_ahead(pool: ThreadPoolExecutor, items: list, ahead: int,
+                 load: Callable[[tuple[Path, int, float]], Decoded] = _decode) -> Iterator[Decoded]:
+    """Run `load` in the pool, in order, at most `ahead` images in flight: memory stays bounded however
     large the folder (Executor.map would queue every file at once)."""
     pending: deque = deque()
     for item in items:
-        pending.append(pool.submit(_decode, item))
+        pending.append(pool.submit(load, item))
         if len(pending) >= ahead:
             yield pending.popleft().result()
     while pending:
@@ -83,11 +99,15 @@ def decode_ahead(pool: ThreadPoolExecutor, items: list, ahead: int) -> Iterator[
 
 class Indexer:
     def __init__(self, store: FaceStore, model: FaceEmbedder, model_name: str, weights_sha256: str,
-                 cropped: bool = False, detector_config: DetectorConfig | None = None, workers: int = 4,
+                 cropped: bool = False, detector_config: DetectorConfig | None = None, workers: int | None = None,
                  chunk_size: int | None = None, device: str = "cpu", progress: bool = True,
                  report: Report = print):
         self.store, self.model, self.model_name = store, model, model_name
-        self.cropped, self.workers, self.progress, self.report = cropped, workers, progress, report
+        self.cropped, self.progress, self.report = cropped, progress, report
+        # Photos: each worker decodes, detects and aligns whole images, one per core, each with one
+        # torch thread (MTCNN's small convolutions gain little from a second thread; a second image
+        # on the other core gains almost 2x). Crops: workers only decode, the main thread embeds.
+        self.workers = workers or (4 if cropped else max(1, os.cpu_count() or 1))
         self.pipeline = FacePipeline(model, cropped=cropped, detector_config=detector_config, device=device)
         # Cropped faces are tiny and quick: big chunks. Photos need detection: small chunks keep
         # the work lost to an interruption small.
@@ -142,9 +162,9 @@ class Indexer:
         try:
             todo = self.plan(root, summary)
             bar = tqdm(total=len(todo), unit="img", desc="indexing", disable=not self.progress, dynamic_ncols=True)
-            with ThreadPoolExecutor(self.workers) as pool:
-                # Decoding runs ahead in threads while the main thread detects and embeds.
-                decoded = decode_ahead(pool, todo, ahead=2 * self.chunk_size)
+            with ThreadPoolExecutor(self.workers) as pool, torch_threads(None if self.cropped else 1):
+                # Workers run ahead while the main thread embeds and writes.
+                decoded = decode_ahead(pool, todo, ahead=2 * self.chunk_size, load=self._load)
                 buffer: list[Decoded] = []
                 for item in decoded:
                     buffer.append(item)
@@ -169,9 +189,18 @@ class Indexer:
         summary.seconds = time.time() - started
         return summary
 
+    def _load(self, item: tuple[Path, int, float]) -> Decoded:
+        decoded = _decode(item)
+        if decoded.error is None and not self.cropped:
+            decoded.faces = self.pipeline.find_faces([decoded.image])[0]
+        return decoded
+
     def _process(self, items: list[Decoded], summary: IndexSummary, run_id: int) -> None:
         good = [d for d in items if d.error is None]
-        found = self.pipeline.find_faces([d.image for d in good]) if good else []
+        if self.cropped:
+            found = self.pipeline.find_faces([d.image for d in good]) if good else []
+        else:
+            found = [d.faces for d in good]
         faces = [f for fs in found for f in fs]
         vectors = iter(self.pipeline.embed(faces))
         images, records = [], []

@@ -39,6 +39,42 @@ def test_detect_batches_of_different_sizes(detector, photos):
     assert [len(f) for f in batched] == [len(f) for f in single]
 
 
+def test_cascade_finds_what_facenet_pytorch_finds(detector, photos):
+    """fecsearch's MTCNN driver (fecsearch/mtcnn.py) against facenet-pytorch's detect_face, same
+    weights and thresholds, on the same canvases of every test photo. Faces either is sure of
+    (p >= 0.95) must be found by the other; faces near the threshold may go either way, since the
+    two resample the canvas differently."""
+    import torch
+    from facenet_pytorch.models.utils.detect_face import detect_face
+
+    from fecsearch.images import find_images
+
+    mtcnn, errors, confident = detector.cascade, [], 0
+    for path in find_images(photos)[0]:
+        image = load_image(path)
+        board, scale, ox, oy = detector._letterbox(image)
+        region = (ox, oy, ox + round(image.width * scale), oy + round(image.height * scale))
+        ours = mtcnn.detect(board, region)[0]
+        with torch.inference_mode():
+            theirs = detect_face(np.asarray(board)[None], 20, mtcnn.pnet, mtcnn.rnet, mtcnn.onet,
+                                 [0.6, 0.7, 0.7], 0.709, "cpu")[0][0]
+        # Only faces centred in the photo count, as FaceDetector keeps.
+        def centred(boxes):
+            cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+            return boxes[(cx >= region[0]) & (cx < region[2]) & (cy >= region[1]) & (cy < region[3])]
+
+        ours, theirs = centred(np.asarray(ours, float)), centred(np.asarray(theirs, float).reshape(-1, 5))
+        for a, b in ((ours, theirs), (theirs, ours)):
+            for box in a[a[:, 4] >= 0.95]:
+                confident += 1
+                width = box[2] - box[0]
+                nearest = np.abs(b[:, :4] - box[:4]).max(1).min() / width if len(b) else np.inf
+                assert nearest < 0.15, f"{path.name}: a face at {box[:4].round()} found by one detector only"
+                errors.append(nearest)
+    assert confident >= 2 * 70
+    assert np.median(errors) < 0.03 and np.max(errors) < 0.1
+
+
 def eye_image(left, right, size=(400, 300)):
     image = Image.new("RGB", size, "black")
     draw = ImageDraw.Draw(image)
