@@ -50,8 +50,18 @@ def serve(index_dir, host, port, max_upload_mb, rate_dir, votes_db, model_a, mod
     from .serve import Library, Rating, create_app, is_loopback
     from .store import ModelMismatch
 
+    import os
+
+    import torch
+
+    device = pick_device(device)
+    slots = 1
+    if torch.device(device).type == "cpu":
+        # One inference per core, each on one torch thread (see Library).
+        slots = max(1, os.cpu_count() or 1)
+        torch.set_num_threads(1)
     try:
-        library = Library(index_dir, device=pick_device(device),
+        library = Library(index_dir, device=device, inference_slots=slots,
                           detector_config=make_detector_config(min_face, min_prob, thresholds, canvas))
     except (FileNotFoundError, MissingWeights, ModelMismatch, ValueError, BadImage) as err:
         fail(str(err).strip("'\""))

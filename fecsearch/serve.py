@@ -1,9 +1,10 @@
 """`fecsearch serve`: the model and the index kept loaded behind an HTTP API, a search page and a
 rating page for the rank-difference study's people judge.
 
-Concurrency: requests run in a thread pool. Each thread has its own SQLite connections; the model
-(MTCNN + embedding network) runs under one lock, since on a CPU one inference already uses every
-core; FAISS searches and thumbnails run in parallel. An `index` run may write to the same index
+Concurrency: requests run in a thread pool. Each thread has its own SQLite connections; at most
+`inference_slots` requests run the model (MTCNN + embedding network) at once (`serve` gives one per
+core with one torch thread each: two photos on two cores detect almost 2x faster than one photo on
+both, benchmarks/RESULTS.md); FAISS searches and thumbnails run in parallel. An `index` run may write to the same index
 meanwhile: the server checks the database's generation before searching and, when it moved,
 rebuilds its vectors in memory from one read transaction, so a search sees whole chunks or none.
 """
@@ -82,10 +83,10 @@ class Library:
     """The index as the server sees it: thread-safe searches that follow an indexer's writes."""
 
     def __init__(self, index_dir: str | Path, device: str = "cpu", detector_config: DetectorConfig | None = None,
-                 refresh_seconds: float = 1.0):
+                 refresh_seconds: float = 1.0, inference_slots: int = 1):
         self.index_dir = Path(index_dir)
         self.searcher = Searcher(index_dir, device=device, detector_config=detector_config, save_index=False)
-        self.compute = threading.Lock()
+        self.compute = threading.BoundedSemaphore(inference_slots)
         self.refresh_lock = threading.Lock()
         self.refresh_seconds = refresh_seconds
         self._checked = time.monotonic()
@@ -93,7 +94,8 @@ class Library:
         self._thumbnails: OrderedDict = OrderedDict()
         self._thumbnail_lock = threading.Lock()
         self._summaries: dict = {}
-        self.searcher.pipeline(False)  # build MTCNN now, not in the first request
+        for cropped in (False, True):  # built now, not by the first requests at once
+            self.searcher.pipeline(cropped)
 
     def store(self) -> FaceStore:
         """This thread's connection: sqlite3 connections cannot cross threads."""

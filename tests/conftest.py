@@ -117,7 +117,7 @@ def server(photos_index, rating_faces, tmp_path_factory):
 
     votes = tmp_path_factory.mktemp("votes") / "votes.db"
     rating = Rating(plan_study(rating_faces, **STUDY), votes)
-    running = RunningServer(create_app(Library(photos_index), rating, max_upload_bytes=2 * 1024 * 1024))
+    running = RunningServer(create_app(Library(photos_index, inference_slots=2), rating, max_upload_bytes=2 * 1024 * 1024))
     running.votes = votes
     running.rating = rating
     yield running

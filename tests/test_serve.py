@@ -45,6 +45,25 @@ def test_upload_finds_the_faces_and_each_finds_itself(client, photos):
     assert raw["results"] == second["results"]
 
 
+def test_concurrent_uploads_get_the_answers_of_sequential_ones(server, photos):
+    """The test server lets two uploads run the model at once: answers must not mix."""
+    import httpx
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = ["couple.jpg", "img3.jpg", "img7.jpg", "img54.jpg", "img40.jpg", "img49.jpg"]  # each < 2 MB
+
+    def ask(name):
+        with httpx.Client(base_url=server.url, timeout=120) as c:
+            answer = upload(c, (photos / name).read_bytes(), name, params="?k=3&all=1").json()
+        return [(f["box"], [r["face_id"] for r in f["results"]]) for f in answer["faces"]]
+
+    alone = [ask(n) for n in names]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(ask, names * 2))
+    assert together == alone * 2
+    assert sum(len(a) for a in alone) >= len(names) + 3  # couple.jpg and img54.jpg have several faces
+
+
 def test_cropped_upload_is_one_face(client, ferplus_valid):
     crop = sorted(ferplus_valid.glob("*.png"))[0].read_bytes()
     answer = upload(client, crop, "face.png", "image/png", params="?k=3&cropped=1").json()
