@@ -1,6 +1,7 @@
 """`fecsearch serve`: the search and rating pages over HTTP."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -43,16 +44,13 @@ def serve(index_dir, host, port, max_upload_mb, rate_dir, votes_db, model_a, mod
       fecsearch serve --index indexes/default --rate ../shared/data/ferplus/valid --votes votes.db
       curl -F image=@face.jpg 'http://127.0.0.1:8000/api/search?k=5'
     """
+    import torch
     import uvicorn
 
     from .images import BadImage
     from .models.registry import MissingWeights
     from .serve import Library, Rating, create_app, is_loopback
     from .store import ModelMismatch
-
-    import os
-
-    import torch
 
     device = pick_device(device)
     slots = 1

@@ -1,7 +1,7 @@
 """MTCNN's three stages over the part of a letterboxed canvas that holds the photo.
 
 The networks, weights, pyramid, thresholds and box arithmetic are facenet-pytorch's. What differs
-is where the time goes on a CPU (benchmarks/RESULTS.md, "Detection"):
+is where the time goes on a CPU (benchmarks/RESULTS.md, "Indexing throughput, photos"):
   - P-Net runs only on the photo's part of each pyramid level plus one P-Net window (12 px) all
     round, not on the letterbox's empty border: every window that touches the photo is still
     scored, and half a canvas of black is not;
