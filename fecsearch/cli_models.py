@@ -46,8 +46,9 @@ def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, 
                    "folder (its human triplets, faces aligned by their landmarks).")
 @click.option("--valid", "valid_dir", required=True, type=click.Path(exists=True, path_type=Path),
               help="FER+ folder (6,000 vote triplets, seed 2019) or a `fec download` folder.")
-@click.option("--trunk", "trunk_checkpoint", required=True, type=click.Path(exists=True, path_type=Path),
-              help="Checkpoint whose trunk is frozen under the new head (e.g. the AFFNet-CL one).")
+@click.option("--trunk", "trunk_checkpoint", type=click.Path(exists=True, path_type=Path),
+              help="Checkpoint whose trunk is frozen under the new head (e.g. the AFFNet-CL one); "
+                   "not needed for a pretrained trunk (the faceres models).")
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 @click.option("--model", "model_name", default="fecnet-lite-16d", show_default=True)
 @click.option("--epochs", default=20, show_default=True)
@@ -62,10 +63,12 @@ def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, 
               show_default=True, help="votes: FER+ vote triplets (FECNet); labels: label triplets (AFFNet-TL).")
 @click.option("--trunk-lr", default=0.0, show_default=True,
               help="Above 0: fine-tune the trunk too at this learning rate (no feature cache).")
+@click.option("--tune-blocks", default=0, show_default=True,
+              help="With --trunk-lr: fine-tune only the trunk's last N blocks, above a feature cache (faceres).")
 @click.option("--agreement", type=click.Choice(["strong", "all"]), default="strong", show_default=True,
               help="FEC: keep the triplets at least 2/3 of the raters agree on (the paper's default), or all.")
 def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs, steps_per_epoch,
-                 triplets_per_type, lr, seed, feature_cache, triplet_source, trunk_lr, agreement):
+                 triplets_per_type, lr, seed, feature_cache, triplet_source, trunk_lr, agreement, tune_blocks):
     """FECNet: the embedding head on a frozen trunk, triplet loss of eq. (1) on FER+ vote triplets.
 
     \b
@@ -74,12 +77,14 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs
           --trunk fecsearch/weights/affnet-lite-cl.safetensors --out fecsearch/weights/fecnet-lite-16d.safetensors
       fecsearch train fecnet --train data/fec-train --valid data/fec-test \\
           --trunk fecsearch/weights/affnet-lite-cl.safetensors --out fecnet-lite-fec.safetensors
+      fecsearch train fecnet --model fecnet-faceres-16d --train ../shared/data/ferplus/train \\
+          --valid ../shared/data/ferplus/valid --trunk-lr 1e-4 --tune-blocks 2 --out fecnet-faceres-16d.safetensors
     """
     from .train import train_fecnet as run
 
     try:
         run(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs, steps_per_epoch, triplets_per_type, lr,
-            seed, feature_cache, triplet_source, trunk_lr, agreement, log=click.echo)
+            seed, feature_cache, triplet_source, trunk_lr, agreement, tune_blocks, log=click.echo)
     except ValueError as err:
         fail(str(err))
     click.echo(f"wrote {out}")

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from .evaluate import triplet_accuracy
 from .images import load_image
 from .labels import LabelledFaces, read_ferplus, read_labelled
-from .models.registry import (FaceEmbedder, ModelConfig, Preprocess, create_model, get_config, prepare_face,
-                              prepare_faces, save_checkpoint)
+from .models.registry import (FaceEmbedder, ModelConfig, Preprocess, build_trunk, create_model, get_config,
+                              prepare_face, prepare_faces, pretrained_trunk, save_checkpoint)
 from .triplets import (MARGINS, TRIPLET_TYPES, Triplet, ferplus_vote_triplets, label_triplets, load_triplets,
                        strong_agreement)
 
@@ -27,12 +27,26 @@ VALID_TRIPLETS = 6000
 
 
 def load_prepared(paths, preprocess: Preprocess, workers: int = 4) -> torch.Tensor:
-    """Decode and prepare every face with the query-time preprocessing: (N, C, S, S)."""
+    """Decode and prepare every face with the query-time preprocessing: (N, C, S, S).
+
+    Inputs above 64 px are held in float16 (half the memory: 28K faces at 112x112 RGB take 2 GB)
+    and turned back to float32 batch by batch."""
     def one(p):
         return prepare_face(load_image(p), preprocess)
 
     with ThreadPoolExecutor(workers) as pool:
-        return torch.stack(list(pool.map(one, paths, chunksize=64)))
+        x = torch.stack(list(pool.map(one, paths, chunksize=64)))
+    return x.half() if preprocess.size > 64 else x
+
+
+def cached_features(network: torch.nn.Module, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """A frozen network's output for every face and its mirror image, (2, N, ...) in float16."""
+    network.eval()
+    with torch.inference_mode():
+        return torch.stack([
+            torch.cat([network(x[i:i + batch].float().flip(3) if mirrored else x[i:i + batch].float()).half()
+                       for i in range(0, len(x), batch)])
+            for mirrored in (False, True)])
 
 
 @dataclass
@@ -107,6 +121,7 @@ class Checkpointer:
         return int(state["epoch"]), json.loads(state["history"])
 
     def save(self, model, optimizer, epoch: int, history: list) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                     "history": json.dumps(history)}, tmp)
@@ -124,6 +139,11 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
     out = Path(out)
     config: ModelConfig = get_config(model_name)
     model = create_model(model_name, random_init=True)
+    # A pretrained trunk (FaceRes) stays frozen, as FECNet's does: only the head learns, on cached features.
+    frozen = pretrained_trunk(config)
+    if frozen:
+        model.trunk = build_trunk(config, pretrained=True)
+        model.trunk.requires_grad_(False)
     train, valid = read_labelled(train_dir), read_labelled(valid_dir)
     t0 = time.time()
     x_train = load_prepared(train.paths, config.preprocess)
@@ -134,9 +154,14 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
             raise ValueError(f"{train_dir}: soft labels need FER+ votes (label.csv)")
         y_train = torch.from_numpy(train.votes)
     log(f"loaded {len(train)} training and {len(valid)} validation faces in {time.time() - t0:.0f}s")
+    cache = None
+    if frozen:
+        t0 = time.time()
+        cache = cached_features(model.trunk, x_train)
+        log(f"feature cache: {tuple(cache.shape)} in {time.time() - t0:.0f}s")
     names = [str(p) for p in valid.paths]
     triplets = validation_triplets(valid) if valid.votes is not None else []
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     steps_per_epoch = -(-len(train) // batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=epochs * steps_per_epoch)
     checkpointer = Checkpointer(out)
@@ -149,11 +174,16 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
     for epoch in range(start, epochs):
         generator.manual_seed(seed * 1000 + epoch)
         model.train()
+        model.trunk.train(not frozen)
         order = torch.randperm(len(train), generator=generator)
         t0, total = time.time(), 0.0
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size]
-            logits = model.head(model.trunk(augment(x_train[idx], generator)))
+            if cache is not None:
+                flip = (torch.rand(len(idx), generator=generator) < 0.5).long()
+                logits = model.head(cache[flip, idx].float())
+            else:
+                logits = model.head(model.trunk(augment(x_train[idx].float(), generator)))
             loss = F.cross_entropy(logits, y_train[idx])
             optimizer.zero_grad()
             loss.backward()
@@ -162,7 +192,8 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
             total += loss.item() * len(idx)
         model.eval()
         with torch.inference_mode():
-            logits = torch.cat([model.head(model.trunk(x_valid[i:i + 512])) for i in range(0, len(x_valid), 512)])
+            logits = torch.cat([model.head(model.trunk(x_valid[i:i + 512].float()))
+                                for i in range(0, len(x_valid), 512)])
         metrics = {"epoch": epoch + 1, "train_loss": total / len(train), "seconds": round(time.time() - t0, 1),
                    "valid_accuracy": float((logits.argmax(1).numpy() == valid.labels).mean())}
         if triplets:
@@ -172,7 +203,7 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
         log(json.dumps(metrics))
         checkpointer.save(model, optimizer, epoch + 1, history)
     final = {"history": history, "train_dir": str(train_dir), "valid_dir": str(valid_dir), "epochs": epochs,
-             "batch_size": batch_size, "lr": lr, "seed": seed, "soft_labels": soft_labels}
+             "batch_size": batch_size, "lr": lr, "seed": seed, "soft_labels": soft_labels, "frozen_trunk": frozen}
     save_checkpoint(model, out, final)
     return final
 
@@ -229,24 +260,43 @@ class TripletSampler:
 def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = "fecnet-lite-16d",
                  epochs: int = 20, steps_per_epoch: int = 300, triplets_per_type: int = 30, lr: float = 5e-4,
                  seed: int = 0, feature_cache: bool = True, triplet_source: str = "votes",
-                 trunk_lr: float = 0.0, agreement: str = "strong", log: Log = print) -> dict:
+                 trunk_lr: float = 0.0, agreement: str = "strong", tune_blocks: int = 0, log: Log = print) -> dict:
     """FECNet: a frozen trunk and the embedding head trained with the triplet loss on FER+ vote
     triplets, or on FEC's human triplets when train_dir is a `fec download` folder (load_triplet_faces).
 
+    The trunk comes from `trunk_checkpoint` (a trained AFFNet-CL), or, for a trunk pretrained
+    elsewhere (FaceRes), from fecsearch's converted weights when trunk_checkpoint is None.
     With feature_cache the frozen trunk runs once per face (and its mirror image) before training,
     and each step only runs the head. triplet_source="labels" trains AFFNet-TL instead: the same
     network and loss on triplets made from emotion labels alone. trunk_lr > 0 fine-tunes the trunk
-    too, at that learning rate (no feature cache then).
+    too, at that learning rate: all of it (no feature cache), or with tune_blocks=N only its last N
+    blocks, above a feature cache of the frozen rest.
     """
     torch.manual_seed(seed)
     out = Path(out)
     config = get_config(model_name)
     model = create_model(model_name, random_init=True)
-    trunk_state = {k[len("trunk."):]: v for k, v in _load_state(trunk_checkpoint).items() if k.startswith("trunk.")}
-    model.trunk.load_state_dict(trunk_state)
+    if trunk_checkpoint is not None:
+        trunk_state = {k[len("trunk."):]: v for k, v in _load_state(trunk_checkpoint).items()
+                       if k.startswith("trunk.")}
+        model.trunk.load_state_dict(trunk_state)
+    elif pretrained_trunk(config):
+        model.trunk = build_trunk(config, pretrained=True)
+    else:
+        raise ValueError(f"model '{model_name}' needs --trunk: a checkpoint whose trunk the head sits on")
     fine_tune = trunk_lr > 0
-    feature_cache = feature_cache and not fine_tune
-    model.trunk.requires_grad_(fine_tune)
+    model.trunk.requires_grad_(False)
+    if fine_tune and tune_blocks:
+        if not hasattr(model.trunk, "split"):
+            raise ValueError(f"--tune-blocks: the '{config.trunk}' trunk cannot be split into blocks")
+        lower, upper = model.trunk.split(tune_blocks)
+        upper.requires_grad_(True)
+        tuned = upper
+    else:
+        lower, upper = model.trunk, torch.nn.Identity()
+        model.trunk.requires_grad_(fine_tune)
+        tuned = model.trunk if fine_tune else upper
+        feature_cache = feature_cache and not fine_tune
     t0 = time.time()
     train = load_triplet_faces(train_dir, config.preprocess, agreement)
     valid = load_triplet_faces(valid_dir, config.preprocess, agreement)
@@ -261,15 +311,11 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     cache = None
     if feature_cache:
         t0 = time.time()
-        with torch.inference_mode():
-            cache = torch.stack([
-                torch.cat([model.trunk(x[i:i + 512]).half() for i in range(0, len(x), 512)])
-                for x in (x_train, x_train.flip(3))
-            ])  # (2, N, C, H, W): original and mirrored
+        cache = cached_features(lower, x_train)  # (2, N, C, H, W): original and mirrored
         log(f"feature cache: {tuple(cache.shape)} in {time.time() - t0:.0f}s")
     groups = [{"params": model.head.parameters(), "lr": lr}]
     if fine_tune:
-        groups.append({"params": model.trunk.parameters(), "lr": trunk_lr})
+        groups.append({"params": tuned.parameters(), "lr": trunk_lr})
     optimizer = torch.optim.Adam(groups)
     # Adam at the paper's 5e-4, annealed to zero over the run: a constant rate leaves the
     # validation accuracy swinging by several points from epoch to epoch.
@@ -285,17 +331,18 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     for epoch in range(start, epochs):
         generator.manual_seed(seed * 1000 + epoch)
         model.head.train()
-        model.trunk.train(fine_tune)
+        model.trunk.train(fine_tune and cache is None)
+        tuned.train(fine_tune)
         t0, total = time.time(), 0.0
         for ids, odd, margin in sampler.epoch(epoch, steps_per_epoch):
             flat = ids.flatten()
             flip = (torch.rand(len(flat), generator=generator) < 0.5).long()
             if cache is not None:
-                features = cache[flip, flat].float()
+                features = upper(cache[flip, flat].float())
             elif fine_tune:
-                features = model.trunk(augment(x_train[flat], generator))
+                features = model.trunk(augment(x_train[flat].float(), generator))
             else:
-                faces = x_train[flat]
+                faces = x_train[flat].float()
                 faces = torch.where(flip.bool()[:, None, None, None], faces.flip(3), faces)
                 with torch.no_grad():
                     features = model.trunk(faces)
@@ -314,9 +361,10 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
         log(json.dumps(metrics))
         checkpointer.save(model, optimizer, epoch + 1, history)
     final = {"history": history, "train_dir": str(train_dir), "valid_dir": str(valid_dir),
-             "trunk_checkpoint": str(trunk_checkpoint), "epochs": epochs, "steps_per_epoch": steps_per_epoch,
+             "trunk_checkpoint": str(trunk_checkpoint or config.trunk), "epochs": epochs, "steps_per_epoch": steps_per_epoch,
              "triplets_per_type": triplets_per_type, "lr": lr, "seed": seed, "feature_cache": feature_cache,
-             "triplet_source": triplet_source, "trunk_lr": trunk_lr, "agreement": agreement}
+             "triplet_source": triplet_source, "trunk_lr": trunk_lr, "agreement": agreement,
+             "tune_blocks": tune_blocks}
     save_checkpoint(model, out, final)
     return final
 

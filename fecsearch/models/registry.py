@@ -17,7 +17,7 @@ from torch import nn
 
 from ..faces import PAPER_GEOMETRY, FaceGeometry
 from .heads import ClassifierHead, EmbeddingHead
-from .trunks import FaceNetTrunk, LiteTrunk
+from .trunks import FaceNetTrunk, FaceResTrunk, LiteTrunk
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
@@ -35,6 +35,7 @@ class Preprocess:
     mean: float
     std: float
     geometry: FaceGeometry
+    colour: bool = True  # False: grey shown on every channel (models trained on grey faces)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocess":
@@ -47,7 +48,7 @@ class Preprocess:
 class ModelConfig:
     name: str
     family: str  # "fecnet" (triplet embedding) or "affnet" (emotion classifier)
-    trunk: str  # "facenet" or "lite"
+    trunk: str  # "facenet", "faceres" or "lite"
     preprocess: Preprocess
     head: dict = field(default_factory=dict)
     dim: int = 16  # embedding size for fecnet; number of classes for affnet
@@ -76,6 +77,11 @@ class ModelConfig:
 PAPER_PREPROCESS = Preprocess(224, 3, 0.5, 128 / 255, PAPER_GEOMETRY)  # facenet-pytorch's standardisation
 LITE_PREPROCESS = Preprocess(48, 1, 0.5, 0.25, LITE_GEOMETRY)
 LITE_HEAD = {"block_channels": 256, "layers": 5, "growth": 32, "fc_size": 512, "dropout": 0.5}
+# FaceRes takes RGB pixel values 0..255 (a CK+ identity AUC of 0.996 at 224 px, 0.77 with 0..1
+# or -1..1 inputs). The expression models see 112 px (7x7 maps at conv_pw_11, the paper's
+# pooling grid) of faces framed like their FER training crops: aligned at 48 px and upscaled,
+# grey, so that a photo's face reaches the network as blurred and as colourless as FER's.
+FACERES_PREPROCESS = Preprocess(112, 3, 0.0, 1 / 255, LITE_GEOMETRY, colour=False)
 
 _MODELS = {
     c.name: c
@@ -93,6 +99,12 @@ _MODELS = {
         ModelConfig("affnet-lite-cl-f", "affnet", "lite", LITE_PREPROCESS, LITE_HEAD, dim=8,
                     output="final", distance="cosine", weights="affnet-lite-cl.safetensors",
                     classes=EMOTIONS),
+        ModelConfig("fecnet-faceres-16d", "fecnet", "faceres", FACERES_PREPROCESS,
+                    weights="fecnet-faceres-16d.safetensors"),
+        ModelConfig("affnet-faceres-cl-p", "affnet", "faceres", FACERES_PREPROCESS, dim=8, output="penultimate",
+                    distance="cosine", weights="affnet-faceres-cl.safetensors", classes=EMOTIONS),
+        ModelConfig("affnet-faceres-cl-f", "affnet", "faceres", FACERES_PREPROCESS, dim=8, output="final",
+                    distance="cosine", weights="affnet-faceres-cl.safetensors", classes=EMOTIONS),
     ]
 }
 DEFAULT_MODEL = "fecnet-lite-16d"
@@ -136,6 +148,8 @@ def face_pixels(image: Image.Image, preprocess: Preprocess) -> np.ndarray:
     """The crop at the model's input size and colour mode, as 8-bit pixels (S, S) or (S, S, 3)."""
     if image.size != (preprocess.size, preprocess.size):
         image = image.resize((preprocess.size, preprocess.size), Image.BICUBIC)
+    if preprocess.channels == 1 or not preprocess.colour:
+        image = image.convert("L")
     return np.asarray(image.convert("L" if preprocess.channels == 1 else "RGB"))
 
 
@@ -170,7 +184,7 @@ class FaceEmbedder(nn.Module):
     def embed(self, faces: torch.Tensor, batch_size: int = 256) -> np.ndarray:
         self.eval()
         device = next(self.parameters()).device
-        out = [self(faces[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(faces), batch_size)]
+        out = [self(faces[i:i + batch_size].to(device).float()).float().cpu() for i in range(0, len(faces), batch_size)]
         if not out:
             return np.zeros((0, self.config.embedding_size), np.float32)
         return torch.cat(out).numpy().astype(np.float32)
@@ -211,7 +225,16 @@ class InferenceNetwork:
 def build_trunk(config: ModelConfig, pretrained: bool = True) -> nn.Module:
     if config.trunk == "facenet":
         return FaceNetTrunk("vggface2" if pretrained else None)
-    return LiteTrunk(config.preprocess.channels)
+    if config.trunk == "faceres":
+        return FaceResTrunk(pretrained)
+    if config.trunk == "lite":
+        return LiteTrunk(config.preprocess.channels)
+    raise ValueError(f"model '{config.name}': unknown trunk '{config.trunk}' (facenet, faceres or lite)")
+
+
+def pretrained_trunk(config: ModelConfig) -> bool:
+    """Whether the trunk comes pretrained with fecsearch (FaceRes) rather than from a training run."""
+    return config.trunk == "faceres"
 
 
 def weights_path(config: ModelConfig) -> Path | None:

@@ -36,6 +36,52 @@ class FaceNetTrunk(nn.Module):
         return self.layers(x)
 
 
+class FaceResTrunk(nn.Module):
+    """HSE FaceRes (MobileNet-v1 trained on VGGFace2 identities), cut after `conv_pw_11`.
+
+    As in the paper's FaceNet cut, the last grid reduction and what follows are dropped: 512
+    channels at 1/16 of the input, 7x7 for 112x112 faces. `pretrained` loads the converted
+    weights shipped in fecsearch/weights (scripts: fecsearch.models.build_faceres).
+    """
+
+    out_channels = 512
+    cut = 11
+
+    def __init__(self, pretrained: bool = True):
+        super().__init__()
+        from .mobilenet import MobileNetV1, load_trunk_state
+
+        self.net = MobileNetV1(upto=self.cut)
+        if pretrained:
+            load_trunk_state(self.net, load_faceres_weights())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def split(self, tune_blocks: int) -> tuple[nn.Module, nn.Module]:
+        """(frozen lower part, last `tune_blocks` blocks): training caches the lower part's output
+        once per face and fine-tunes only the blocks above it."""
+        if not 0 <= tune_blocks <= self.cut:
+            raise ValueError(f"--tune-blocks must be between 0 and {self.cut}")
+        blocks = list(self.net.blocks)
+        keep = len(blocks) - tune_blocks
+        return nn.Sequential(self.net.stem, *blocks[:keep]), nn.Sequential(*blocks[keep:])
+
+
+FACERES_WEIGHTS = "faceres-mobilenet-v1.safetensors"
+
+
+def load_faceres_weights() -> dict[str, torch.Tensor]:
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    path = Path(__file__).resolve().parent.parent / "weights" / FACERES_WEIGHTS
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; rebuild it with `python -m fecsearch.models.build_faceres`")
+    return load_file(str(path))
+
+
 def conv_bn(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
