@@ -49,7 +49,23 @@ def pick_device(device):
     return device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class IndexProblem(click.ClickException):
+    exit_code = 2
+
+
+class Commands(click.Group):
+    """Every command: an index that cannot be used ends the run with one sentence and exit code 2."""
+
+    def invoke(self, ctx):
+        from .store import IndexUnusable
+
+        try:
+            return super().invoke(ctx)
+        except IndexUnusable as err:
+            raise IndexProblem(str(err)) from None
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="fecsearch")
 def main():
     """Find faces by facial expression.
@@ -101,13 +117,26 @@ def index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_siz
       fecsearch index ~/Pictures/party
       fecsearch index ../shared/data/ferplus/valid --cropped --index indexes/fer-valid
     """
+    from .store import DB_NAME, WriterLock
+
+    if not folder.exists():
+        fail(f"{folder}: no such file or folder")
+    if index_dir.exists() and not index_dir.is_dir():
+        fail(f"{index_dir}: --index must be a folder, and this is a file")
+    index_dir.mkdir(parents=True, exist_ok=True)
+    # One writer per index: a second run waits here, after saying so, until the first is done.
+    with WriterLock(index_dir / (DB_NAME + ".lock"), lambda m: click.echo(m, err=True)):
+        run_index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_size, as_json, quiet,
+                  make_detector_config(min_face, min_prob, thresholds, canvas), device)
+
+
+def run_index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_size, as_json, quiet,
+              detector_config, device):
     from .indexer import Indexer
     from .models.registry import DEFAULT_MODEL, MissingWeights, create_model
     from .search import weights_checksum
     from .store import FaceStore, ModelMismatch
 
-    if not folder.exists():
-        fail(f"{folder}: no such file or folder")
     store = FaceStore(index_dir)
     model_name = model_name or store.meta("model") or DEFAULT_MODEL
     checkpoint = checkpoint or store.meta("checkpoint") or None
@@ -115,7 +144,7 @@ def index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_siz
     try:
         model = create_model(model_name, checkpoint=checkpoint, device=device)
         indexer = Indexer(store, model, model_name, weights_checksum(model_name, checkpoint), cropped=cropped,
-                          detector_config=make_detector_config(min_face, min_prob, thresholds, canvas),
+                          detector_config=detector_config,
                           workers=workers, chunk_size=chunk_size, device=device, progress=not quiet and not as_json,
                           report=lambda m: click.echo(m, err=True))
     except (MissingWeights, ModelMismatch, KeyError) as err:
@@ -257,21 +286,33 @@ def embed(paths, out, model_name, checkpoint, cropped, min_face, min_prob, thres
 @click.option("--index", "index_dir", default=DEFAULT_INDEX, show_default=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--skipped", "show_skipped", is_flag=True, help="List the files that were skipped and why.")
-def info(index_dir, as_json, show_skipped):
-    """What an index holds: model, counts, index type, size on disk.
+@click.option("--check", "check", is_flag=True,
+              help="Also run SQLite's integrity check and validate every embedding; exit 2 if anything is damaged.")
+def info(index_dir, as_json, show_skipped, check):
+    """What an index holds: model, counts, index type, size on disk. Reads the index, never writes it.
 
     \b
-    Example:
+    Examples:
       fecsearch info --index indexes/default --json
+      fecsearch info --check
     """
     from .store import DB_NAME, FaceStore
     from .vector_index import VectorIndex
 
     try:
-        store = FaceStore(index_dir, create=False)
+        store = FaceStore(index_dir, readonly=True)
     except FileNotFoundError as err:
         fail(str(err))
-    index = VectorIndex.open(store, gpu=False)
+    report = store.check() if check else None
+    if report and not report["ok"]:
+        if as_json:
+            echo_json({"index": str(index_dir), "check": report})
+        bad = report["invalid_faces"]
+        raise IndexProblem(
+            f"{index_dir}: damaged: integrity check says {'; '.join(report['integrity'][:3])}"
+            + (f"; {len(bad)} face(s) have invalid embeddings (ids {', '.join(str(f['face_id']) for f in bad[:10])}); "
+               f"`fecsearch index` on their folder embeds them again" if bad else ""))
+    index = VectorIndex.open(store, gpu=False, save=False)
     db_bytes = sum(p.stat().st_size for p in Path(index_dir).glob(DB_NAME + "*"))
     data = {"index": str(index_dir), "model": store.meta("model"), "dim": int(store.meta("dim", "0") or 0),
             "distance": store.meta("distance"), "checkpoint": store.meta("checkpoint"), **store.counts(),
@@ -279,6 +320,8 @@ def info(index_dir, as_json, show_skipped):
             "faiss_bytes": index.size_on_disk()}
     if show_skipped:
         data["skipped_files"] = store.skipped_images()
+    if report:
+        data["check"] = "ok"
     if as_json:
         echo_json(data)
         return

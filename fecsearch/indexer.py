@@ -121,6 +121,11 @@ class Indexer:
         for path, reason in problems:
             summary.skipped.append((str(path), reason))
             self.report(f"skipped {path}: {reason}")
+        damaged = sorted({f["image_id"] for f in self.store.invalid_faces()})
+        if damaged:  # their files are still there: embedding them again repairs the index
+            self.store.remove_images(damaged)
+            self.report(f"{len(damaged)} image(s) had faces with damaged embeddings in the database; "
+                        f"embedding them again")
         known = self.store.known_images(prefix=str(root) if root.is_dir() else None)
         todo, seen = [], set()
         for path in files:

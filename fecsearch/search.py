@@ -58,7 +58,7 @@ class Searcher:
 
     def __init__(self, index_dir: str | Path, device: str = "cpu", detector_config: DetectorConfig | None = None,
                  save_index: bool = True):
-        self.store = FaceStore(index_dir, create=False)
+        self.store = FaceStore(index_dir, readonly=True)
         self.model, self.model_name = load_index_model(self.store, device)
         self.detector_config = detector_config
         self._pipelines: dict[bool, FacePipeline] = {}

@@ -100,7 +100,7 @@ class Library:
     def store(self) -> FaceStore:
         """This thread's connection: sqlite3 connections cannot cross threads."""
         if not hasattr(self._local, "store"):
-            self._local.store = FaceStore(self.index_dir, create=False)
+            self._local.store = FaceStore(self.index_dir, readonly=True)
         return self._local.store
 
     def vectors(self) -> VectorIndex:

@@ -1,10 +1,15 @@
 """The SQLite database: the source of truth for what an index holds.
 
 Tables (open the file with sqlite3 or datasette):
-  meta    key/value: schema version, model name, embedding size, distance, weights checksum, generation
+  meta    key/value: schema_version, model, dim, distance, weights_sha256, checkpoint, generation
   runs    one row per `fecsearch index` run: when, what, counts, status
   images  one row per file seen: path, size, mtime, sha256, status ok|skipped, error, face count
   faces   one row per face: image, box, landmarks, detection probability, embedding (float32 bytes)
+  labels  one emotion label per face (fecsearch label): face_id, label, source
+
+The tables and the model's settings are each written in one transaction, so a run killed while it
+creates an index leaves either nothing or a whole index. Commands that only read open the file
+read-only; `index` holds a lock file beside it, so one run writes an index at a time.
 """
 from __future__ import annotations
 
@@ -26,6 +31,20 @@ class ModelMismatch(ValueError):
     pass
 
 
+class IndexUnusable(RuntimeError):
+    """The index folder cannot be used as it is; the message says why and what to do."""
+
+
+TABLES = ("meta", "runs", "images", "faces", "labels")
+
+
+def damaged(path: Path, err: Exception) -> IndexUnusable:
+    return IndexUnusable(
+        f"{path}: the database is damaged ({err}). Recover what it holds with "
+        f"`sqlite3 {path} .recover | sqlite3 recovered.db` and move recovered.db in its place, or delete "
+        f"the index folder and run `fecsearch index` again.")
+
+
 @dataclass
 class FaceRecord:
     image_id: int
@@ -37,43 +56,72 @@ class FaceRecord:
 
 
 class FaceStore:
-    def __init__(self, index_dir: str | os.PathLike, create: bool = True):
+    def __init__(self, index_dir: str | os.PathLike, create: bool = True, readonly: bool = False):
         self.dir = Path(index_dir)
-        if not create and not (self.dir / DB_NAME).exists():
+        path = self.dir / DB_NAME
+        if path.is_dir():
+            raise IndexUnusable(f"{path} is a folder, not a fecsearch database; remove it or choose another --index.")
+        if (readonly or not create) and not path.exists():
             raise FileNotFoundError(f"{self.dir}: no fecsearch index here (no {DB_NAME}); build one with `fecsearch index`")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.dir / DB_NAME, timeout=60, isolation_level=None)
-        self.db = sqlite_utils.Database(conn)
-        # WAL: readers (queries, a server) never see half a batch and never block the indexer.
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self._create_tables()
+        self.readonly = readonly
+        try:
+            if readonly:
+                conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60,
+                                       isolation_level=None)
+            else:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(path, timeout=60, isolation_level=None)
+            self.db = sqlite_utils.Database(conn)
+            tables = set(self.db.table_names())
+            foreign = tables - set(TABLES) - {"sqlite_sequence", "sqlite_stat1"}
+            if foreign or (tables and "meta" not in tables):
+                conn.close()
+                raise IndexUnusable(f"{path} is an SQLite database but not a fecsearch index (it has tables "
+                                    f"{', '.join(sorted(tables))}); choose another --index.")
+            if not readonly:
+                # WAL: readers (queries, a server) never see half a batch and never block the indexer.
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.DatabaseError as err:
+            raise damaged(path, err) from None
+        if readonly:
+            if set(TABLES) - tables:
+                raise FileNotFoundError(f"{self.dir}: the index is empty (its first run stopped before any "
+                                        f"image was written); run `fecsearch index`")
+        else:
+            self._create_tables()
+        version = int(self.meta("schema_version", str(SCHEMA_VERSION)) or 0)
+        if version > SCHEMA_VERSION:
+            raise IndexUnusable(f"{path} was written by a newer fecsearch (schema {version}; this one reads "
+                                f"{SCHEMA_VERSION}); upgrade fecsearch.")
 
     def _create_tables(self) -> None:
+        """Every table, index and meta row in one transaction: a kill leaves all of it or none.
+        Idempotent, so an index whose creation was cut short by an older version is completed."""
         db = self.db
-        if "meta" not in db.table_names():
-            db["meta"].create({"key": str, "value": str}, pk="key")
-            db["meta"].insert({"key": "schema_version", "value": str(SCHEMA_VERSION)})
-            db["meta"].insert({"key": "generation", "value": "0"})
-        if "runs" not in db.table_names():
-            db["runs"].create({"id": int, "started_at": float, "finished_at": float, "command": str, "root": str,
-                               "model": str, "images_added": int, "images_removed": int, "faces_added": int,
-                               "skipped": int, "status": str}, pk="id")
-        if "images" not in db.table_names():
-            db["images"].create({"id": int, "path": str, "size": int, "mtime": float, "sha256": str,
-                                 "width": int, "height": int, "status": str, "error": str, "faces": int,
-                                 "run_id": int, "indexed_at": float}, pk="id",
-                                foreign_keys=[("run_id", "runs", "id")])
-            db["images"].create_index(["path"], unique=True)
-        if "faces" not in db.table_names():
-            db["faces"].create({"id": int, "image_id": int, "face_index": int, "x1": float, "y1": float,
-                                "x2": float, "y2": float, "probability": float, "landmarks": str,
-                                "embedding": bytes, "model": str, "run_id": int}, pk="id",
-                               foreign_keys=[("image_id", "images", "id"), ("run_id", "runs", "id")])
-            db["faces"].create_index(["image_id"])
-        if "labels" not in db.table_names():
-            db["labels"].create({"face_id": int, "label": str, "source": str}, pk="face_id",
-                                foreign_keys=[("face_id", "faces", "id")])
+        with db.conn:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("create table if not exists meta (key TEXT PRIMARY KEY, value TEXT)")
+            db.execute("insert or ignore into meta (key, value) values ('schema_version', ?)", [str(SCHEMA_VERSION)])
+            db.execute("insert or ignore into meta (key, value) values ('generation', '0')")
+            db.execute("create table if not exists runs (id INTEGER PRIMARY KEY, started_at FLOAT, finished_at FLOAT, "
+                       "command TEXT, root TEXT, model TEXT, images_added INTEGER, images_removed INTEGER, "
+                       "faces_added INTEGER, skipped INTEGER, status TEXT)")
+            db.execute("create table if not exists images (id INTEGER PRIMARY KEY, path TEXT, size INTEGER, "
+                       "mtime FLOAT, sha256 TEXT, width INTEGER, height INTEGER, status TEXT, error TEXT, "
+                       "faces INTEGER, run_id INTEGER REFERENCES runs(id), indexed_at FLOAT)")
+            db.execute("create unique index if not exists idx_images_path on images (path)")
+            db.execute("create table if not exists faces (id INTEGER PRIMARY KEY, image_id INTEGER REFERENCES "
+                       "images(id), face_index INTEGER, x1 FLOAT, y1 FLOAT, x2 FLOAT, y2 FLOAT, probability FLOAT, "
+                       "landmarks TEXT, embedding BLOB, model TEXT, run_id INTEGER REFERENCES runs(id))")
+            db.execute("create index if not exists idx_faces_image_id on faces (image_id)")
+            db.execute("create table if not exists labels (face_id INTEGER PRIMARY KEY REFERENCES faces(id), "
+                       "label TEXT, source TEXT)")
+
+    def writer_lock(self, wait_message=None):
+        """An exclusive lock on the index for one writing run (a lock file beside the database,
+        released by the OS if the process dies). A second run waits, after saying so."""
+        return WriterLock(self.dir / (DB_NAME + ".lock"), wait_message)
 
     # --- meta -------------------------------------------------------------------------------
     def meta(self, key: str, default: str | None = None) -> str | None:
@@ -89,11 +137,13 @@ class FaceStore:
         return int(self.meta("generation", "0"))
 
     def bind_model(self, name: str, dim: int, distance: str, checksum: str) -> None:
-        """Record the index's model on first use; refuse another model afterwards."""
+        """Record the index's model on first use (in one transaction); refuse another model afterwards."""
         current = self.meta("model")
-        if current is None:
-            for k, v in (("model", name), ("dim", dim), ("distance", distance), ("weights_sha256", checksum)):
-                self.set_meta(k, v)
+        if current is None or (self.meta("weights_sha256") is None and self.face_count() == 0):
+            with self.db.conn:
+                self.db.execute("BEGIN IMMEDIATE")
+                for k, v in (("model", name), ("dim", dim), ("distance", distance), ("weights_sha256", checksum)):
+                    self.db.execute("insert or replace into meta (key, value) values (?, ?)", [k, str(v)])
             return
         if current != name or self.meta("weights_sha256") != checksum:
             raise ModelMismatch(
@@ -186,6 +236,11 @@ class FaceStore:
         dim = int(self.meta("dim", "0") or 0)
         ids, vectors = [], []
         for face_id, blob in self.db.execute("select id, embedding from faces order by id"):
+            if not isinstance(blob, bytes) or len(blob) != 4 * dim:
+                raise IndexUnusable(
+                    f"{self.dir / DB_NAME}: face {face_id}'s embedding is not {dim} float32 values; the database "
+                    f"is damaged. `fecsearch info --check --index {self.dir}` lists every such face, and "
+                    f"`fecsearch index` re-embeds their images.")
             ids.append(face_id)
             vectors.append(np.frombuffer(blob, dtype=np.float32))
         if not ids:
@@ -234,8 +289,53 @@ class FaceStore:
     def labels(self) -> dict[int, str]:
         return dict(self.db.execute("select face_id, label from labels").fetchall())
 
+    def check(self) -> dict:
+        """SQLite's integrity check and every embedding's size and values: what is damaged."""
+        try:
+            integrity = [row[0] for row in self.db.execute("pragma integrity_check")]
+        except sqlite3.DatabaseError as err:
+            integrity = [str(err)]
+        return {"integrity": integrity[:20], "ok": integrity == ["ok"] and not self.invalid_faces(),
+                "invalid_faces": self.invalid_faces()}
+
+    def invalid_faces(self) -> list[dict]:
+        """Faces whose embedding is missing, of the wrong size, or not finite."""
+        dim = int(self.meta("dim", "0") or 0)
+        bad = []
+        for face_id, image_id, blob in self.db.execute("select id, image_id, embedding from faces"):
+            ok = isinstance(blob, bytes) and len(blob) == 4 * dim and np.isfinite(np.frombuffer(blob, np.float32)).all()
+            if not ok:
+                bad.append({"face_id": face_id, "image_id": image_id})
+        return bad
+
     def skipped_images(self) -> list[dict]:
         return list(self.db.query("select path, error from images where status = 'skipped' order by path"))
 
     def close(self) -> None:
         self.db.conn.close()
+
+
+class WriterLock:
+    """fcntl lock on a file beside the database: held for a writing run, freed when the process ends."""
+
+    def __init__(self, path: Path, wait_message=None):
+        self.path, self.wait_message, self.file = path, wait_message, None
+
+    def __enter__(self) -> "WriterLock":
+        import fcntl
+
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if self.wait_message:
+                self.wait_message(f"{self.path.parent}: another `fecsearch index` run is writing this index; "
+                                  f"waiting for it to finish")
+            fcntl.flock(self.file, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import fcntl
+
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()

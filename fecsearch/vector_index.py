@@ -65,6 +65,11 @@ def to_gpu_if_available(index: faiss.Index) -> faiss.Index:
     return index
 
 
+def store_identity(store: FaceStore) -> dict:
+    """What the vectors are: the model, its dimension and its weights' checksum, as the database records them."""
+    return {key: store.meta(key) for key in ("model", "dim", "weights_sha256")}
+
+
 @dataclass
 class SearchHit:
     face_id: int
@@ -88,9 +93,11 @@ class VectorIndex:
         if not force_rebuild and path.exists() and info_path.exists():
             try:
                 info = json.loads(info_path.read_text())
-                if info["generation"] == generation and info["faces"] == count:
+                # The same generation and count are not enough: the vectors must be this model's.
+                if (info["generation"] == generation and info["faces"] == count
+                        and info.get("model") == store_identity(store)):
                     index = faiss.read_index(str(path))
-                    if index.ntotal != count:
+                    if index.ntotal != count or index.d != int(store.meta("dim", "0") or 0):
                         index = None
                     kind = info["kind"]
             except Exception:  # unreadable or truncated: the database has everything to rebuild it
@@ -115,7 +122,8 @@ class VectorIndex:
         faiss.write_index(index, str(tmp))
         os.replace(tmp, path)
         tmp_info = info_path.with_suffix(".tmp")
-        tmp_info.write_text(json.dumps({"generation": generation, "faces": len(ids), "kind": kind}))
+        tmp_info.write_text(json.dumps({"generation": generation, "faces": len(ids), "kind": kind,
+                                        "model": store_identity(store)}))
         os.replace(tmp_info, info_path)
         return index, kind, generation
 

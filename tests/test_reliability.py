@@ -1,0 +1,187 @@
+"""Faults found by trying to break fecsearch: kills while an index is created, damaged and foreign
+databases, FAISS files from another model, two runs at once."""
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+HELPER = Path(__file__).parent / "helpers" / "store_first_run.py"
+
+
+def need_strace() -> str:
+    path = shutil.which("strace")
+    if path is None:
+        message = "strace is not installed (apt-get install strace; .ci/run installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def database_content(index: Path) -> dict:
+    """What an index holds, without what differs between runs (run ids, times, the generation's value)."""
+    db = sqlite3.connect(index / "faces.db")
+    schema = sorted(r[0] for r in db.execute("select sql from sqlite_master where sql is not null"))
+    meta = dict(db.execute("select key, value from meta where key != 'generation'"))
+    generation = db.execute("select value from meta where key = 'generation'").fetchall()
+    images = db.execute("select path, size, sha256, status, faces from images order by path").fetchall()
+    faces = db.execute("select images.path, face_index, x1, y1, x2, y2, embedding from faces "
+                       "join images on images.id = faces.image_id order by images.path, face_index").fetchall()
+    db.close()
+    return {"schema": schema, "meta": meta, "has_generation": len(generation) == 1, "images": images, "faces": faces}
+
+
+def run_helper(index: Path, strace: str | None = None, kill_at: int | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(HELPER), str(index)]
+    if kill_at is not None:
+        command = [strace, "-f", "-qq", "-o", "/dev/null", "-P", str(index / "faces.db"), "-P",
+                   str(index / "faces.db-wal"), "-e", "trace=pwrite64",
+                   "-e", f"inject=pwrite64:signal=KILL:when={kill_at}"] + command
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+def test_a_kill_at_any_write_of_a_first_run_leaves_an_index_the_next_run_completes(tmp_path):
+    """Killed at each of the first run's database writes, then run again: every time the index
+    ends identical to one built without interruption (tables, indexes, model settings, faces)."""
+    strace = need_strace()
+    clean = tmp_path / "clean"
+    assert run_helper(clean).returncode == 0
+    expected = database_content(clean)
+    assert expected["has_generation"] and len(expected["faces"]) == 6
+    assert any("idx_images_path" in sql for sql in expected["schema"])
+    writes = 0
+    for k in range(1, 200):
+        index = tmp_path / f"kill{k}"
+        killed = run_helper(index, strace, kill_at=k)
+        if killed.returncode == 0:  # the run made fewer than k writes: every write point was tried
+            break
+        writes = k
+        rerun = run_helper(index)
+        assert rerun.returncode == 0, f"killed at write {k}, the next run failed:\n{rerun.stderr}"
+        assert database_content(index) == expected, f"killed at write {k}: the index differs from a clean one"
+        shutil.rmtree(index)
+    assert writes >= 20, f"only {writes} writes were interrupted: the kill did not reach the database"
+
+
+@pytest.fixture()
+def built_index(few_photos, tmp_path) -> Path:
+    index = tmp_path / "idx"
+    run_cli("index", few_photos, "--index", index, "--quiet")
+    return index
+
+
+def fails_with_one_sentence(*args, expect: str):
+    result = run_cli(*args, ok=False)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and expect in result.output, result.output
+    return result
+
+
+@pytest.mark.parametrize("damage", ["garbage header", "folder", "malformed"])
+def test_a_damaged_database_gives_one_sentence_and_exit_code_2(built_index, few_photos, damage):
+    db = built_index / "faces.db"
+    for extra in built_index.glob("faces.db-*"):
+        extra.unlink()
+    if damage == "garbage header":
+        db.write_bytes(b"this is not an SQLite file" + db.read_bytes()[26:])
+    elif damage == "folder":
+        db.unlink()
+        db.mkdir()
+    else:  # every page after the first overwritten: the schema says tables are where garbage is
+        data = bytearray(db.read_bytes())
+        data[4096:] = b"\xde\xad\xbe\xef" * ((len(data) - 4096) // 4)
+        db.write_bytes(bytes(data))
+    expect = "is a folder" if damage == "folder" else "damaged"
+    fails_with_one_sentence("info", "--index", built_index, expect=expect)
+    fails_with_one_sentence("query", few_photos / "couple.jpg", "--index", built_index, expect=expect)
+    fails_with_one_sentence("index", few_photos, "--index", built_index, "--quiet", expect=expect)
+    fails_with_one_sentence("serve", "--index", built_index, "--port", "0", expect=expect)
+
+
+def test_an_undecodable_embedding_is_found_by_check_and_repaired_by_index(built_index, few_photos):
+    db = sqlite3.connect(built_index / "faces.db")
+    face_id, path = db.execute("select faces.id, images.path from faces join images on images.id = image_id "
+                               "order by faces.id limit 1").fetchone()
+    with db:
+        db.execute("update faces set embedding = ? where id = ?", [b"1234567", face_id])
+    db.close()
+    (built_index / "faces.faiss").unlink()  # so that the vectors are read from the database again
+    fails_with_one_sentence("query", few_photos / "couple.jpg", "--index", built_index, expect=f"face {face_id}")
+    result = fails_with_one_sentence("info", "--check", "--index", built_index, expect="invalid embeddings")
+    assert str(face_id) in result.output
+    repaired = run_cli("index", few_photos, "--index", built_index, "--json")
+    assert json.loads(repaired.stdout)["images_indexed"] == 1  # only the damaged face's image
+    assert "embedding them again" in repaired.output
+    assert "check" in json.loads(run_cli("info", "--check", "--index", built_index, "--json").output)
+    run_cli("query", few_photos / "couple.jpg", "--index", built_index, "--json")
+
+
+def test_info_refuses_a_foreign_database_and_leaves_it_alone(tmp_path):
+    folder = tmp_path / "other"
+    folder.mkdir()
+    db = sqlite3.connect(folder / "faces.db")
+    with db:
+        db.execute("create table recipes (name text)")
+        db.execute("insert into recipes values ('soup')")
+    db.close()
+    before = (folder / "faces.db").read_bytes()
+    for command in (["info"], ["index", tmp_path, "--quiet"]):
+        fails_with_one_sentence(*command, "--index", folder, expect="not a fecsearch index")
+    assert (folder / "faces.db").read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == ["faces.db", "faces.db.lock"]
+
+
+def test_info_and_query_open_the_database_read_only(built_index, few_photos):
+    db = built_index / "faces.db"
+    run_cli("index", few_photos, "--index", built_index, "--quiet")  # checkpoints the WAL
+    os.chmod(db, 0o444)
+    try:
+        before = db.read_bytes()
+        run_cli("info", "--index", built_index)
+        run_cli("query", few_photos / "couple.jpg", "--index", built_index, "--json")
+        assert db.read_bytes() == before
+    finally:
+        os.chmod(db, 0o644)
+
+
+def test_a_faiss_file_from_another_model_is_rebuilt(few_photos, tmp_path):
+    """Same generation and face count, vectors of another model: the sidecar's model decides."""
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    run_cli("index", few_photos, "--index", ours, "--quiet")
+    run_cli("index", few_photos, "--index", theirs, "--quiet", "--model", "affnet-lite-cl-f")
+    info = json.loads((theirs / "faces.faiss.json").read_text())
+    assert info["faces"] == json.loads((ours / "faces.faiss.json").read_text())["faces"]
+    assert info["model"]["model"] == "affnet-lite-cl-f"
+    shutil.copy(theirs / "faces.faiss", ours / "faces.faiss")
+    ours_info = json.loads((ours / "faces.faiss.json").read_text())
+    (ours / "faces.faiss.json").write_text(json.dumps({**info, "generation": ours_info["generation"]}))
+    results = json.loads(run_cli("query", few_photos / "couple.jpg", "--index", ours, "--json").output)["results"]
+    assert results and results[0]["distance"] < 1e-3  # the query face finds itself: our vectors again
+    assert json.loads((ours / "faces.faiss.json").read_text())["model"]["model"] == "fecnet-lite-16d"
+
+
+def test_two_runs_on_a_new_index_at_once(ferplus_valid, tmp_path):
+    """Both finish cleanly; the second waits for the first and then finds nothing left to embed."""
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for path in sorted(ferplus_valid.glob("*.png"))[:300]:
+        shutil.copy(path, folder / path.name)
+    index = tmp_path / "idx"
+    command = [sys.executable, "-m", "fecsearch", "index", str(folder), "--cropped", "--index", str(index), "--json"]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)]
+    time.sleep(0.3)
+    runs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT))
+    outputs = [run.communicate(timeout=300) for run in runs]
+    for run, (out, err) in zip(runs, outputs):
+        assert run.returncode == 0 and "Traceback" not in err, err
+    added = sorted(json.loads(out)["faces_added"] for out, _ in outputs)
+    assert added == [0, 300]
+    assert any("waiting" in err for _, err in outputs)
