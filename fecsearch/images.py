@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,23 @@ MAX_PIXELS = 64_000_000
 
 class BadImage(Exception):
     """A file that cannot be used as an image; str() is one sentence naming the reason."""
+
+
+LOG = logging.getLogger("fecsearch")
+_decoding = threading.local()  # the file this thread is decoding, for Pillow's warnings
+_show_warning = warnings.showwarning
+
+
+def _show_warning_naming_the_file(message, category, filename, lineno, file=None, line=None):
+    path = getattr(_decoding, "path", None)
+    if path is None:
+        return _show_warning(message, category, filename, lineno, file, line)
+    LOG.warning("%s: %s", path, message)
+
+
+# Every Pillow warning raised while a file is decoded is reported once per file, naming it.
+warnings.showwarning = _show_warning_naming_the_file
+warnings.filterwarnings("always", module="PIL")
 
 
 def find_images(root: str | os.PathLike) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -117,6 +137,15 @@ def decode_image(data: bytes, path: str | os.PathLike = "<bytes>", max_pixels: i
     path = Path(path)
     if not data:
         raise BadImage(f"{path}: file is empty")
+    # Pillow warns about odd files (e.g. "Tag data larger than file") without saying which one.
+    _decoding.path = path
+    try:
+        return _decode(data, path, max_pixels)
+    finally:
+        _decoding.path = None
+
+
+def _decode(data: bytes, path: Path, max_pixels: int) -> Image.Image:
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size

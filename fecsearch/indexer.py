@@ -58,16 +58,20 @@ class Decoded:
     size: int
     mtime: float
     sha256: str | None = None
-    image: object = None
+    image: object = None  # photos: released once their faces are cropped (see Indexer._load)
     error: str | None = None
     faces: list | None = None  # found in the worker thread (photos), or later in a batch (crops)
+    width: int | None = None
+    height: int | None = None
 
 
 def _decode(item: tuple[Path, int, float]) -> Decoded:
     path, size, mtime = item
     try:
         data = read_bytes(path)
-        return Decoded(path, size, mtime, hashlib.sha256(data).hexdigest(), decode_image(data, path))
+        image = decode_image(data, path)
+        return Decoded(path, size, mtime, hashlib.sha256(data).hexdigest(), image, width=image.width,
+                       height=image.height)
     except BadImage as err:
         return Decoded(path, size, mtime, error=str(err))
 
@@ -114,19 +118,26 @@ class Indexer:
         self.chunk_size = chunk_size or (512 if cropped else 16)
         store.bind_model(model_name, model.config.embedding_size, model.config.distance, weights_sha256)
 
-    def plan(self, root: Path, summary: IndexSummary) -> list[tuple[Path, int, float]]:
-        """Which files need embedding; drops from the store the ones that are gone."""
+    def plan(self, root: Path, summary: IndexSummary, run_id: int) -> list[tuple[Path, int, float]]:
+        """Which files need embedding; drops from the store the ones that are gone, and records the
+        entries that cannot be read at all (link loops, dangling links, FIFOs) as skipped."""
         files, problems = find_images(root)
         summary.images_found = len(files)
+        unreadable = []
         for path, reason in problems:
             summary.skipped.append((str(path), reason))
             self.report(f"skipped {path}: {reason}")
+            unreadable.append({"path": str(path), "size": None, "mtime": None, "sha256": None, "width": None,
+                               "height": None, "status": "skipped", "error": f"{path}: {reason}"})
         damaged = sorted({f["image_id"] for f in self.store.invalid_faces()})
         if damaged:  # their files are still there: embedding them again repairs the index
             self.store.remove_images(damaged)
             self.report(f"{len(damaged)} image(s) had faces with damaged embeddings in the database; "
                         f"embedding them again")
         known = self.store.known_images(prefix=str(root) if root.is_dir() else None)
+        unreadable = [u for u in unreadable if known.get(u["path"], {}).get("status") != "skipped"]
+        if unreadable:
+            self.store.write_batch(unreadable, [[] for _ in unreadable], self.model_name, run_id)
         todo, seen = [], set()
         for path in files:
             key = str(path)
@@ -150,6 +161,7 @@ class Indexer:
                 except OSError:
                     pass
             todo.append((path, st.st_size, st.st_mtime))
+        seen.update(str(path) for path, _ in problems)
         gone = [row["id"] for key, row in known.items() if key not in seen]
         if root.is_dir() and gone:
             self.store.remove_images(gone)
@@ -165,7 +177,7 @@ class Indexer:
         run_id = self.store.start_run(command, str(root), self.model_name)
         status = "interrupted"
         try:
-            todo = self.plan(root, summary)
+            todo = self.plan(root, summary, run_id)
             bar = tqdm(total=len(todo), unit="img", desc="indexing", disable=not self.progress, dynamic_ncols=True)
             with ThreadPoolExecutor(self.workers) as pool, torch_threads(None if self.cropped else 1):
                 # Workers run ahead while the main thread embeds and writes.
@@ -198,6 +210,9 @@ class Indexer:
         decoded = _decode(item)
         if decoded.error is None and not self.cropped:
             decoded.faces = self.pipeline.find_faces([decoded.image])[0]
+            # Only the aligned crops go on: a decoded 48-megapixel photo is 144 MB, and up to two
+            # chunks of them would otherwise wait in the queue for the writer.
+            decoded.image = None
         return decoded
 
     def _process(self, items: list[Decoded], summary: IndexSummary, run_id: int) -> None:
@@ -211,7 +226,7 @@ class Indexer:
         images, records = [], []
         for d, fs in zip(good, found):
             images.append({"path": str(d.path), "size": d.size, "mtime": d.mtime, "sha256": d.sha256,
-                           "width": d.image.width, "height": d.image.height, "status": "ok", "error": None})
+                           "width": d.width, "height": d.height, "status": "ok", "error": None})
             records.append([FaceRecord(0, i, f.box, f.probability,
                                        f.landmarks.tolist() if f.landmarks is not None else None, next(vectors))
                             for i, f in enumerate(fs)])

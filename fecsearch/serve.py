@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import ipaddress
+import os
 import threading
 import time
 import traceback
@@ -118,8 +119,19 @@ class Library:
         return self.searcher.index
 
     def neighbours(self, vector: np.ndarray, k: int) -> list[dict]:
-        return [dict(r.to_dict(), thumbnail=f"/api/faces/{r.face_id}/thumbnail")
+        return [dict(r.to_dict(), path=self.public_path(r.path), thumbnail=f"/api/faces/{r.face_id}/thumbnail")
                 for r in nearest_faces(self.vectors(), self.store(), vector, k)]
+
+    def public_path(self, path: str) -> str:
+        """A file's path relative to the folder it was indexed from: the API does not show where
+        the server's files live (its callers only need to tell pictures apart)."""
+        roots = [r for (r,) in self.store().db.execute("select distinct root from runs") if r]
+        for root in sorted(roots, key=len, reverse=True):
+            if path == root:
+                return os.path.basename(path)
+            if path.startswith(root.rstrip(os.sep) + os.sep):
+                return os.path.relpath(path, root)
+        return os.path.basename(path)
 
     def search_upload(self, data: bytes, filename: str, k: int, face: int | None, all_faces: bool,
                       cropped: bool = False) -> dict:
@@ -151,7 +163,7 @@ class Library:
     def search_face(self, face_id: int, k: int) -> dict:
         row = self.face_row(face_id)
         vector = np.frombuffer(row["embedding"], dtype=np.float32)
-        return {"face_id": face_id, "path": row["path"], "results": self.neighbours(vector, k)}
+        return {"face_id": face_id, "path": self.public_path(row["path"]), "results": self.neighbours(vector, k)}
 
     def thumbnail(self, face_id: int, size: int) -> bytes:
         row = self.face_row(face_id)
@@ -353,7 +365,8 @@ def create_app(library: Library, rating: Rating | None = None, max_upload_bytes:
 
     async def face(request: Request):
         row = await run_in_threadpool(library.face_row, face_id_of(request))
-        return JSONResponse({"face_id": row["id"], "path": row["path"], "face_index": row["face_index"],
+        return JSONResponse({"face_id": row["id"], "path": library.public_path(row["path"]),
+                             "face_index": row["face_index"],
                              "box": [row[k] for k in ("x1", "y1", "x2", "y2")], "probability": row["probability"],
                              "thumbnail": f"/api/faces/{row['id']}/thumbnail"})
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from conftest import ROOT, run_cli
 
@@ -185,3 +186,58 @@ def test_two_runs_on_a_new_index_at_once(ferplus_valid, tmp_path):
     added = sorted(json.loads(out)["faces_added"] for out, _ in outputs)
     assert added == [0, 300]
     assert any("waiting" in err for _, err in outputs)
+
+
+def test_photo_workers_pass_on_crops_not_decoded_photos(photos):
+    """What waits in the queue for the writer is the aligned crops: a decoded photo is released."""
+    from fecsearch.indexer import Indexer
+    from fecsearch.models import create_model
+    from fecsearch.pipeline import FacePipeline
+
+    path = photos / "couple.jpg"
+    indexer = Indexer.__new__(Indexer)  # only the worker's step: no store needed
+    indexer.cropped = False
+    indexer.pipeline = FacePipeline(create_model("fecnet-lite-16d"))
+    decoded = indexer._load((path, path.stat().st_size, path.stat().st_mtime))
+    assert decoded.image is None and len(decoded.faces) == 2
+    assert (decoded.width, decoded.height) == Image.open(path).size
+    assert all(f.crop.size == (48, 48) for f in decoded.faces)
+
+
+def test_pillow_warnings_name_the_file(tmp_path, caplog, monkeypatch):
+    import warnings
+
+    import PIL.ImageOps
+
+    from fecsearch import images
+    from fecsearch.images import decode_image
+
+    # pytest records warnings with a hook of its own: put back the one fecsearch installs
+    monkeypatch.setattr(warnings, "showwarning", images._show_warning_naming_the_file)
+
+    def warn_like_pillow(image):
+        warnings.warn_explicit("Tag data larger than file", UserWarning, "TiffImagePlugin.py", 1,
+                               module="PIL.TiffImagePlugin")
+        return image
+
+    monkeypatch.setattr(PIL.ImageOps, "exif_transpose", warn_like_pillow)
+    path = tmp_path / "odd.jpg"
+    Image.new("RGB", (20, 20)).save(path)
+    with caplog.at_level("WARNING", logger="fecsearch"):
+        decode_image(path.read_bytes(), path)
+        decode_image(path.read_bytes(), path)
+    assert [r.getMessage() for r in caplog.records] == [f"{path}: Tag data larger than file"] * 2
+
+
+def test_unreadable_entries_are_recorded_as_skipped(few_photos, tmp_path):
+    """A dangling link, a link loop and a FIFO: the run's summary and `info` agree on what was skipped."""
+    (few_photos / "dangling.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (few_photos / "loop.jpg").symlink_to(few_photos / "loop.jpg")
+    os.mkfifo(few_photos / "pipe.jpg")
+    index = tmp_path / "idx"
+    summary = json.loads(run_cli("index", few_photos, "--index", index, "--json").stdout)
+    info = json.loads(run_cli("info", "--index", index, "--json", "--skipped").output)
+    assert len(summary["skipped"]) == info["skipped"] == 3
+    assert {Path(s["path"]).name for s in summary["skipped"]} == {"dangling.jpg", "loop.jpg", "pipe.jpg"}
+    again = json.loads(run_cli("index", few_photos, "--index", index, "--json").stdout)
+    assert again["images_indexed"] == 0 and json.loads(run_cli("info", "--index", index, "--json").output)["skipped"] == 3
