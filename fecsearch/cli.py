@@ -79,16 +79,47 @@ def main():
 
 
 @main.command()
-def models():
-    """List the registered models and whether their weights are here."""
-    from .models.registry import DEFAULT_MODEL, get_config, list_models, weights_path
+@click.option("--json", "as_json", is_flag=True)
+def models(as_json):
+    """The registered models: trunk, input, output, whether their weights are here, and what was
+    measured of them (benchmarks/bench_models.py: faces/s here, FER+ valid vote-triplet accuracy,
+    K-NN mean AUC, CK+48 precision@5).
 
+    \b
+    Example:
+      fecsearch models --json
+    """
+    from .models.registry import DEFAULT_MODEL, WEIGHTS_DIR, get_config, list_models, weights_path
+
+    measured_path = WEIGHTS_DIR / "measured.json"
+    measured = json.loads(measured_path.read_text()) if measured_path.exists() else {}
+    rows = []
     for name in list_models():
         c = get_config(name)
         path = weights_path(c)
-        state = "shipped" if path and path.exists() else "needs training or download"
-        default = "  (default)" if name == DEFAULT_MODEL else ""
-        click.echo(f"{name:18} {c.embedding_size:4}-d {c.distance:6}  input {c.preprocess.size}px  {state}{default}")
+        p = c.preprocess
+        rows.append({"name": name, "default": name == DEFAULT_MODEL, "family": c.family, "trunk": c.trunk,
+                     "input": f"{p.size}x{p.size} {'RGB' if p.channels == 3 and p.colour else 'grey'}",
+                     "dim": c.embedding_size, "distance": c.distance,
+                     "weights": "shipped" if path and path.exists() else "needs training or download",
+                     "measured": measured.get(name, {})})
+    if as_json:
+        echo_json(rows)
+        return
+    click.echo(f"{'model':21} {'trunk':8} {'input':14} {'dim':>4}  {'faces/s':>7} {'triplets':>8} {'K-NN AUC':>8} "
+               f"{'CK+ P@5':>7}  weights")
+    for r in rows:
+        m = r["measured"]
+
+        def pct(key):
+            return f"{m[key] * 100:.1f}" if key in m else "-"
+
+        faces = f"{m['faces_per_second']:.0f}" if "faces_per_second" in m else "-"
+        click.echo(f"{r['name']:21} {r['trunk']:8} {r['input']:14} {r['dim']:4}  {faces:>7} {pct('triplet_accuracy'):>8} "
+                   f"{pct('knn_mean_auc'):>8} {pct('ckplus_precision_at_5'):>7}  {r['weights']}"
+                   f"{'  (default)' if r['default'] else ''}")
+    if measured.get("_run"):
+        click.echo(f"measured {measured['_run']['date']} on this project's 2-core CPU: {measured['_run']['command']}")
 
 
 @main.command()

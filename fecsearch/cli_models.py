@@ -95,33 +95,44 @@ def evaluate():
     """The paper's evaluations: triplet accuracy, K-NN emotion AUC, cross-dataset retrieval."""
 
 
+def mirror_option(f):
+    return click.option("--mirror/--no-mirror", "mirror", default=True, show_default=True,
+                        help="Embed each face and its mirror image and average them, as indexes do.")(f)
+
+
 def compared_models(f):
-    """--model (repeatable) and --checkpoint, shared by the evaluations that compare models."""
+    """--model (repeatable), --checkpoint and --mirror, shared by the evaluations that compare models."""
+    f = mirror_option(f)
     f = click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False),
                      help="Weights (with one --model).")(f)
     return click.option("--model", "model_names", multiple=True, default=["fecnet-lite-16d", "affnet-lite-cl-p"],
                         show_default=True, help="Repeat to compare models.")(f)
 
 
-def load(model_name, checkpoint):
+def load(model_name, checkpoint, mirror: bool = True):
+    from dataclasses import replace
+
     from .models.registry import MissingWeights, create_model
 
     try:
-        return create_model(model_name, checkpoint=checkpoint)
+        model = create_model(model_name, checkpoint=checkpoint)
     except (MissingWeights, KeyError) as err:
         fail(str(err).strip("'\""))
+    model.config = replace(model.config, mirror_average=mirror)
+    return model
 
 
 @evaluate.command("triplets")
 @click.option("--model", "model_names", multiple=True, default=["fecnet-lite-16d", "affnet-lite-cl-p",
               "affnet-lite-cl-f"], show_default=True, help="Repeat to compare models.")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="Weights (with one --model).")
+@mirror_option
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, path_type=Path),
               help="FER+ folder with label.csv.")
 @click.option("--count", default=6000, show_default=True)
 @click.option("--seed", default=2019, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def eval_triplets(model_names, checkpoint, data_dir, count, seed, as_json):
+def eval_triplets(model_names, checkpoint, mirror, data_dir, count, seed, as_json):
     """Triplet prediction accuracy, overall and per type, with L1, L2 and cosine distances.
 
     \b
@@ -134,9 +145,9 @@ def eval_triplets(model_names, checkpoint, data_dir, count, seed, as_json):
 
     faces = read_ferplus(data_dir)
     triplets = ferplus_vote_triplets(faces, count, seed=seed)
-    report = {"data": str(data_dir), "seed": seed, "triplets": len(triplets), "models": {}}
+    report = {"data": str(data_dir), "seed": seed, "triplets": len(triplets), "mirror": mirror, "models": {}}
     for name in model_names:
-        model = load(name, checkpoint)
+        model = load(name, checkpoint, mirror)
         vectors = embed_paths(model, faces.paths)
         acc = triplet_accuracy(dict(zip(map(str, faces.paths), vectors)), triplets)
         acc.pop("triplets")
@@ -159,7 +170,7 @@ def eval_triplets(model_names, checkpoint, data_dir, count, seed, as_json):
 @click.option("--test", "test_dir", required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-k", default=200, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def eval_knn(model_names, checkpoint, labelled_dir, test_dir, k, as_json):
+def eval_knn(model_names, checkpoint, mirror, labelled_dir, test_dir, k, as_json):
     """K-NN emotion classification: per-class and mean one-vs-rest AUC-ROC, top-1 accuracy (Table 4).
 
     \b
@@ -171,9 +182,9 @@ def eval_knn(model_names, checkpoint, labelled_dir, test_dir, k, as_json):
     from .models.registry import EMOTIONS
 
     labelled, test = read_labelled(labelled_dir), read_labelled(test_dir)
-    report = {"labelled": str(labelled_dir), "test": str(test_dir), "k": k, "models": {}}
+    report = {"labelled": str(labelled_dir), "test": str(test_dir), "k": k, "mirror": mirror, "models": {}}
     for name in model_names:
-        model = load(name, checkpoint)
+        model = load(name, checkpoint, mirror)
         a, b = embed_paths(model, labelled.paths), embed_paths(model, test.paths)
         scores = knn_scores(a, labelled.labels, b, k, len(EMOTIONS), model.config.distance)
         report["models"][name] = knn_auc(scores, test.labels, EMOTIONS)
@@ -191,7 +202,7 @@ def eval_knn(model_names, checkpoint, labelled_dir, test_dir, k, as_json):
               help="Folder per class with CK+ file names (S<subject>_<seq>_<frame>.png).")
 @click.option("--top", default=5, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def eval_retrieval(model_names, checkpoint, data_dir, top, as_json):
+def eval_retrieval(model_names, checkpoint, mirror, data_dir, top, as_json):
     """Subject-independent retrieval: how many of the top faces, other people only, share the expression.
 
     \b
@@ -203,9 +214,9 @@ def eval_retrieval(model_names, checkpoint, data_dir, top, as_json):
 
     faces = read_class_folders(data_dir)
     subjects = [subject_of(p) for p in faces.paths]
-    report = {"data": str(data_dir), "models": {}}
+    report = {"data": str(data_dir), "mirror": mirror, "models": {}}
     for name in model_names:
-        model = load(name, checkpoint)
+        model = load(name, checkpoint, mirror)
         vectors = embed_paths(model, faces.paths)
         report["models"][name] = subject_independent_retrieval(vectors, faces.labels, subjects, top,
                                                                model.config.distance)

@@ -11,7 +11,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from .faces import DetectorConfig
-from .images import BadImage, decode_image, file_sha256, find_images, read_bytes
+from .images import BadImage, decode_image, file_sha256, find_images, original_size, read_bytes
 from .models.registry import FaceEmbedder
 from .pipeline import FacePipeline
 from .store import FaceRecord, FaceStore
@@ -70,8 +70,8 @@ def _decode(item: tuple[Path, int, float]) -> Decoded:
     try:
         data = read_bytes(path)
         image = decode_image(data, path)
-        return Decoded(path, size, mtime, hashlib.sha256(data).hexdigest(), image, width=image.width,
-                       height=image.height)
+        width, height = original_size(image)
+        return Decoded(path, size, mtime, hashlib.sha256(data).hexdigest(), image, width=width, height=height)
     except BadImage as err:
         return Decoded(path, size, mtime, error=str(err))
 
@@ -112,11 +112,14 @@ class Indexer:
         # torch thread (MTCNN's small convolutions gain little from a second thread; a second image
         # on the other core gains almost 2x). Crops: workers only decode, the main thread embeds.
         self.workers = workers or (4 if cropped else max(1, os.cpu_count() or 1))
+        # An existing index's faces were embedded with or without the mirror average: new ones follow.
+        mirror = store.bind_model(model_name, model.config.embedding_size, model.config.distance, weights_sha256,
+                                  model.config.mirror_average)
+        model.config = replace(model.config, mirror_average=mirror)
         self.pipeline = FacePipeline(model, cropped=cropped, detector_config=detector_config, device=device)
         # Cropped faces are tiny and quick: big chunks. Photos need detection: small chunks keep
         # the work lost to an interruption small.
         self.chunk_size = chunk_size or (512 if cropped else 16)
-        store.bind_model(model_name, model.config.embedding_size, model.config.distance, weights_sha256)
 
     def plan(self, root: Path, summary: IndexSummary, run_id: int) -> list[tuple[Path, int, float]]:
         """Which files need embedding; drops from the store the ones that are gone, and records the

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from .faces import DetectedFace, DetectorConfig, FaceDetector, align_detected
+from .images import original_scale
 from .models.registry import FaceEmbedder, prepare_faces
 
 
@@ -45,7 +46,10 @@ class FacePipeline:
 
     def _align(self, image: Image.Image, face: DetectedFace) -> FoundFace:
         crop = align_detected(image, face, self.preprocess.geometry)
-        return FoundFace(face.box, face.probability, face.landmarks, crop)
+        scale = original_scale(image)  # boxes and landmarks in the original photo's pixels
+        box = tuple(float(v) * scale for v in face.box)
+        landmarks = face.landmarks * scale if face.landmarks is not None else None
+        return FoundFace(box, face.probability, landmarks, crop)
 
     def embed(self, faces: list[FoundFace]) -> np.ndarray:
         if not faces:

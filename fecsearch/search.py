@@ -1,13 +1,13 @@
 """`fecsearch query`: the faces of an index whose expression is nearest to a query face."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .faces import DetectorConfig
-from .images import file_sha256, load_image
+from .images import file_sha256, load_image, original_scale
 from .models.registry import FaceEmbedder, create_model, get_config, weights_path
 from .pipeline import FacePipeline, FoundFace
 from .store import FaceStore, ModelMismatch
@@ -25,6 +25,8 @@ def load_index_model(store: FaceStore, device: str = "cpu") -> tuple[FaceEmbedde
         raise ValueError(f"{store.dir}: the index holds no faces yet; run `fecsearch index` first")
     checkpoint = store.meta("checkpoint") or None
     model = create_model(name, checkpoint=checkpoint, device=device)
+    # Queries are embedded as the index's faces were: with or without the mirror average.
+    model.config = replace(model.config, mirror_average=store.meta("mirror_average", "0") == "1")
     if weights_checksum(name, checkpoint) != store.meta("weights_sha256"):
         raise ModelMismatch(f"{store.dir}: the weights of model '{name}' changed since this index was built; "
                             f"rebuild it with `fecsearch index --index {store.dir} ...` into a new folder")
@@ -91,7 +93,8 @@ class Searcher:
         row = rows[face_id]
         vector = np.frombuffer(row["embedding"], dtype=np.float32)
         box = (row["x1"], row["y1"], row["x2"], row["y2"])
-        crop = load_image(row["path"]).crop(tuple(int(round(v)) for v in box))
+        image = load_image(row["path"])
+        crop = image.crop(tuple(int(round(v / original_scale(image))) for v in box))
         return QueryFace(FoundFace(box, row["probability"], None, crop), vector, row["path"], row["face_index"], 1)
 
     def search(self, vector: np.ndarray, k: int = 10) -> list[Result]:

@@ -34,7 +34,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .faces import DetectorConfig
-from .images import BadImage, decode_image, load_image
+from .images import BadImage, decode_image, load_image, original_size
 from .search import Searcher, nearest_faces
 from .sheet import face_thumbnail
 from .store import FaceStore
@@ -151,7 +151,8 @@ class Library:
                 entry["results"] = self.neighbours(vectors[i], k)
             listed.append(entry)
         results = (listed[face]["results"] if all_faces else self.neighbours(vectors[face], k)) if faces else []
-        return {"width": image.width, "height": image.height, "faces": listed, "face": face if faces else None,
+        width, height = original_size(image)
+        return {"width": width, "height": height, "faces": listed, "face": face if faces else None,
                 "results": results}
 
     def face_row(self, face_id: int) -> dict:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .images import load_image
+from .images import load_image, original_scale
 
 TILE = 128
 LABEL = 18
@@ -14,7 +14,7 @@ LABEL = 18
 def face_thumbnail(path: str, box, size: int = TILE, margin: float = 0.15) -> Image.Image:
     """The face's box, grown by `margin` on each side and squared, from the original image."""
     image = load_image(path)
-    x1, y1, x2, y2 = box
+    x1, y1, x2, y2 = (v / original_scale(image) for v in box)
     side = max(x2 - x1, y2 - y1) * (1 + 2 * margin)
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     crop = image.crop((int(cx - side / 2), int(cy - side / 2), int(cx + side / 2), int(cy + side / 2)))

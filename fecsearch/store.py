@@ -136,20 +136,23 @@ class FaceStore:
         """Bumped by every change to the faces: the FAISS file records the generation it was built from."""
         return int(self.meta("generation", "0"))
 
-    def bind_model(self, name: str, dim: int, distance: str, checksum: str) -> None:
-        """Record the index's model on first use (in one transaction); refuse another model afterwards."""
+    def bind_model(self, name: str, dim: int, distance: str, checksum: str, mirror_average: bool = False) -> bool:
+        """Record the index's model on first use (in one transaction); refuse another model afterwards.
+        Returns whether the index's vectors are mirror averages (what the index recorded wins)."""
         current = self.meta("model")
         if current is None or (self.meta("weights_sha256") is None and self.face_count() == 0):
             with self.db.conn:
                 self.db.execute("BEGIN IMMEDIATE")
-                for k, v in (("model", name), ("dim", dim), ("distance", distance), ("weights_sha256", checksum)):
+                for k, v in (("model", name), ("dim", dim), ("distance", distance), ("weights_sha256", checksum),
+                             ("mirror_average", int(mirror_average))):
                     self.db.execute("insert or replace into meta (key, value) values (?, ?)", [k, str(v)])
-            return
+            return mirror_average
         if current != name or self.meta("weights_sha256") != checksum:
             raise ModelMismatch(
                 f"{self.dir} was built with model '{current}' (weights {self.meta('weights_sha256', '?')[:12]}); "
                 f"it cannot take faces from '{name}' (weights {checksum[:12]}). Use another --index."
             )
+        return self.meta("mirror_average", "0") == "1"
 
     # --- runs ---------------------------------------------------------------------------------
     def start_run(self, command: str, root: str, model: str) -> int:

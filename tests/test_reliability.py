@@ -70,6 +70,7 @@ def test_a_kill_at_any_write_of_a_first_run_leaves_an_index_the_next_run_complet
         assert database_content(index) == expected, f"killed at write {k}: the index differs from a clean one"
         shutil.rmtree(index)
     assert writes >= 20, f"only {writes} writes were interrupted: the kill did not reach the database"
+    print(f"killed at each of {writes} database writes; every rerun gave the clean index")
 
 
 @pytest.fixture()
@@ -241,3 +242,25 @@ def test_unreadable_entries_are_recorded_as_skipped(few_photos, tmp_path):
     assert {Path(s["path"]).name for s in summary["skipped"]} == {"dangling.jpg", "loop.jpg", "pipe.jpg"}
     again = json.loads(run_cli("index", few_photos, "--index", index, "--json").stdout)
     assert again["images_indexed"] == 0 and json.loads(run_cli("info", "--index", index, "--json").output)["skipped"] == 3
+
+
+def test_very_large_jpegs_are_decoded_reduced_with_boxes_in_original_pixels(photos, tmp_path):
+    """A 7,200 px wide JPEG is decoded at 1/2 scale; its faces' boxes still match the original's pixels."""
+    from fecsearch.images import DECODE_LONG_SIDE, load_image, original_size
+    from fecsearch.models import create_model
+    from fecsearch.pipeline import FacePipeline
+
+    source = Image.open(photos / "couple.jpg").convert("RGB")
+    factor = 2 * DECODE_LONG_SIDE / max(source.size) * 1.2
+    big = tmp_path / "big.jpg"
+    source.resize((round(source.width * factor), round(source.height * factor)), Image.BICUBIC).save(big, quality=92)
+    decoded = load_image(big)
+    assert max(decoded.size) < 2 * DECODE_LONG_SIDE and max(decoded.size) >= DECODE_LONG_SIDE
+    assert original_size(decoded) == Image.open(big).size
+    pipeline = FacePipeline(create_model("fecnet-lite-16d"))
+    small = [f.box for f in pipeline.find_faces([source])[0]]
+    large = [f.box for f in pipeline.find_faces([decoded])[0]]
+    assert len(small) == len(large) == 2
+    for a, b in zip(sorted(small), sorted(large)):
+        width = a[2] - a[0]
+        assert all(abs(u * factor - v) < 0.05 * width * factor for u, v in zip(a, b))
