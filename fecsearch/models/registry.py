@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
@@ -189,7 +190,8 @@ class FaceEmbedder(nn.Module):
     def embed(self, faces: torch.Tensor, batch_size: int = 256) -> np.ndarray:
         self.eval()
         device = next(self.parameters()).device
-        out = [self(faces[i:i + batch_size].to(device).float()).float().cpu() for i in range(0, len(faces), batch_size)]
+        out = [embed_batch(self, faces[i:i + batch_size].to(device).float(), self.config)
+               for i in range(0, len(faces), batch_size)]
         if not out:
             return np.zeros((0, self.config.embedding_size), np.float32)
         return torch.cat(out).numpy().astype(np.float32)
@@ -226,14 +228,20 @@ class InferenceNetwork:
         return torch.cat(out).numpy().astype(np.float32)
 
     def _forward(self, faces: torch.Tensor) -> torch.Tensor:
-        faces = faces.to(self.device).float()
-        if not self.config.mirror_average:
-            return self.network(faces.contiguous(memory_format=torch.channels_last)).float().cpu()
-        both = torch.cat([faces, faces.flip(3)]).contiguous(memory_format=torch.channels_last)
-        plain, mirrored = self.network(both).float().cpu().chunk(2)
-        mean = (plain + mirrored) / 2
-        # FECNet's space is the unit sphere: the mean of two unit vectors goes back onto it.
-        return torch.nn.functional.normalize(mean, dim=1) if self.config.family == "fecnet" else mean
+        return embed_batch(self.network, faces.to(self.device).float().contiguous(memory_format=torch.channels_last),
+                           self.config)
+
+
+def embed_batch(network, faces: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """The vectors an index stores for a batch of prepared faces: the network's output, or with
+    config.mirror_average the mean of the face's and its mirror image's (both ways of embedding,
+    eager and inference, go through here)."""
+    if not config.mirror_average:
+        return network(faces).float().cpu()
+    plain, mirrored = network(torch.cat([faces, faces.flip(3)])).float().cpu().chunk(2)
+    mean = (plain + mirrored) / 2
+    # FECNet's space is the unit sphere: the mean of two unit vectors goes back onto it.
+    return F.normalize(mean, dim=1) if config.family == "fecnet" else mean
 
 
 def build_trunk(config: ModelConfig, pretrained: bool = True) -> nn.Module:
