@@ -15,6 +15,7 @@ in one thread and writes nothing:
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import json
 import shutil
 import statistics
@@ -96,10 +97,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="Naive loop on the first N files only (it is slow).")
     parser.add_argument("--repeat", type=int, default=1,
                         help="Run every loop N times, in turn, and report each one's median time.")
+    parser.add_argument("--no-mirror", action="store_true", help="Embed faces without the mirror average.")
     args = parser.parse_args()
     cropped = args.dataset == "ferplus"
     folder = DATA / ("ferplus/train" if cropped else "photos")
     model = create_model(DEFAULT_MODEL)
+    model.config = replace(model.config, mirror_average=not args.no_mirror)
     paths, _ = find_images(folder)
     naive_paths = paths[: args.limit] if args.limit else paths
     loops = {"engine": lambda: engine(folder, model, cropped),
@@ -114,7 +117,8 @@ def main() -> None:
     for _ in range(args.repeat):
         for name, loop in loops.items():
             runs[name].append(loop())
-    result = {"dataset": args.dataset, "images": len(paths), "naive_images": len(naive_paths), "repeat": args.repeat}
+    result = {"dataset": args.dataset, "images": len(paths), "naive_images": len(naive_paths), "repeat": args.repeat,
+              "mirror_average": not args.no_mirror}
     for name, done in runs.items():
         n, s = done[0][0], statistics.median(t for _, t in done)
         result[f"{name}_faces"] = n

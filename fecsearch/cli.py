@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -132,12 +133,15 @@ def models(as_json):
 @click.option("--workers", type=int, default=None,
               help="Threads reading images (and, for photos, finding their faces). Default: one per core for photos, 4 with --cropped.")
 @click.option("--chunk-size", type=int, help="Images committed per transaction (default 512 cropped, 16 photos).")
+@click.option("--mirror/--no-mirror", default=True, show_default=True,
+              help="A new index: embed each face with its mirror image and average them (more accurate, twice "
+                   "the network's work). An existing index keeps what it was built with.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @detector_options
 @device_option
-def index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_size, as_json, quiet, min_face, min_prob,
-          thresholds, canvas, device):
+def index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_size, mirror, as_json, quiet, min_face,
+          min_prob, thresholds, canvas, device):
     """Embed every face of FOLDER (recursively) into an index.
 
     Runs again over the same folder embed only new or changed files and drop deleted ones; an
@@ -157,11 +161,11 @@ def index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_siz
     index_dir.mkdir(parents=True, exist_ok=True)
     # One writer per index: a second run waits here, after saying so, until the first is done.
     with WriterLock(index_dir / (DB_NAME + ".lock"), lambda m: click.echo(m, err=True)):
-        run_index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_size, as_json, quiet,
+        run_index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_size, mirror, as_json, quiet,
                   make_detector_config(min_face, min_prob, thresholds, canvas), device)
 
 
-def run_index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_size, as_json, quiet,
+def run_index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_size, mirror, as_json, quiet,
               detector_config, device):
     from .indexer import Indexer
     from .models.registry import DEFAULT_MODEL, MissingWeights, create_model
@@ -174,6 +178,7 @@ def run_index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk
     device = pick_device(device)
     try:
         model = create_model(model_name, checkpoint=checkpoint, device=device)
+        model.config = replace(model.config, mirror_average=mirror)
         indexer = Indexer(store, model, model_name, weights_checksum(model_name, checkpoint), cropped=cropped,
                           detector_config=detector_config,
                           workers=workers, chunk_size=chunk_size, device=device, progress=not quiet and not as_json,

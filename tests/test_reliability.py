@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -264,3 +265,25 @@ def test_very_large_jpegs_are_decoded_reduced_with_boxes_in_original_pixels(phot
     for a, b in zip(sorted(small), sorted(large)):
         width = a[2] - a[0]
         assert all(abs(u * factor - v) < 0.05 * width * factor for u, v in zip(a, b))
+
+
+def test_an_index_keeps_its_mirror_setting(few_photos, tmp_path):
+    """Built with --no-mirror, an index stays so: later runs and queries embed as its faces were."""
+    index = tmp_path / "idx"
+    run_cli("index", few_photos, "--index", index, "--quiet", "--no-mirror")
+    (few_photos / "img2.jpg").unlink()
+    shutil.copy(few_photos / "img1.jpg", few_photos / "copy.jpg")
+    run_cli("index", few_photos, "--index", index, "--quiet")  # the default is --mirror: the index wins
+    db = sqlite3.connect(index / "faces.db")
+    assert db.execute("select value from meta where key = 'mirror_average'").fetchone()[0] == "0"
+    copy, first = [np.frombuffer(r[0], np.float32) for r in db.execute(
+        "select embedding from faces join images on images.id = image_id where path like '%img1.jpg' "
+        "or path like '%copy.jpg' order by path")]
+    assert np.allclose(first, copy, atol=1e-5)  # the same photo, embedded by two runs: the same plain vector
+    mirrored = tmp_path / "mirrored"
+    run_cli("index", few_photos / "copy.jpg", "--index", mirrored, "--quiet")
+    other = np.frombuffer(sqlite3.connect(mirrored / "faces.db").execute("select embedding from faces").fetchone()[0],
+                          np.float32)
+    assert not np.allclose(other, copy, atol=1e-3)  # a mirror average is another vector
+    results = json.loads(run_cli("query", few_photos / "copy.jpg", "--index", index, "--json").output)["results"]
+    assert results[0]["distance"] < 1e-4
