@@ -23,6 +23,17 @@ def need_data(*parts: str) -> Path:
     return path
 
 
+def copy_crops(source: Path, folder: Path, count: int, link: bool = False) -> Path:
+    """The first `count` FER crops of `source` in a new folder (symbolic links with link=True)."""
+    folder.mkdir()
+    for path in sorted(source.glob("*.png"))[:count]:
+        if link:
+            os.symlink(path, folder / path.name)
+        else:
+            shutil.copy(path, folder / path.name)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def photos() -> Path:
     return need_data("photos")

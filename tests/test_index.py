@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, copy_crops, run_cli
 
 
 def faces_table(index: Path) -> list[tuple]:
@@ -172,10 +172,7 @@ def committed_faces(index: Path) -> int:
 
 @pytest.mark.slow
 def test_killed_runs_resume_to_the_same_index(tmp_path, ferplus_valid):
-    folder = tmp_path / "faces"
-    folder.mkdir()
-    for p in sorted(ferplus_valid.glob("*.png"))[:900]:
-        os.symlink(p, folder / p.name)
+    folder = copy_crops(ferplus_valid, tmp_path / "faces", 900, link=True)
     reference = tmp_path / "reference"
     run_cli("index", folder, "--index", reference, "--cropped", "--chunk-size", "100", "--quiet")
     index = tmp_path / "killed"

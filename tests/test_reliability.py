@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, copy_crops, run_cli
 
 HELPER = Path(__file__).parent / "helpers" / "store_first_run.py"
 
@@ -173,10 +173,7 @@ def test_a_faiss_file_from_another_model_is_rebuilt(few_photos, tmp_path):
 
 def test_two_runs_on_a_new_index_at_once(ferplus_valid, tmp_path):
     """Both finish cleanly; the second waits for the first and then finds nothing left to embed."""
-    folder = tmp_path / "crops"
-    folder.mkdir()
-    for path in sorted(ferplus_valid.glob("*.png"))[:300]:
-        shutil.copy(path, folder / path.name)
+    folder = copy_crops(ferplus_valid, tmp_path / "crops", 300)
     index = tmp_path / "idx"
     command = [sys.executable, "-m", "fecsearch", "index", str(folder), "--cropped", "--index", str(index), "--json"]
     runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)]
