@@ -132,7 +132,7 @@ class Indexer:
             self.report(f"skipped {path}: {reason}")
             unreadable.append({"path": str(path), "size": None, "mtime": None, "sha256": None, "width": None,
                                "height": None, "status": "skipped", "error": f"{path}: {reason}"})
-        damaged = sorted({f["image_id"] for f in self.store.invalid_faces()})
+        damaged = self.store.malformed_faces()
         if damaged:  # their files are still there: embedding them again repairs the index
             self.store.remove_images(damaged)
             self.report(f"{len(damaged)} image(s) had faces with damaged embeddings in the database; "

@@ -301,6 +301,14 @@ class FaceStore:
         return {"integrity": integrity[:20], "ok": integrity == ["ok"] and not self.invalid_faces(),
                 "invalid_faces": self.invalid_faces()}
 
+    def malformed_faces(self) -> list[int]:
+        """Images with a face whose embedding is missing or of the wrong size: one SQL scan, cheap
+        enough for the start of every `index` run (which embeds them again)."""
+        dim = int(self.meta("dim", "0") or 0)
+        rows = self.db.execute("select distinct image_id from faces where embedding is null "
+                               "or typeof(embedding) != 'blob' or length(embedding) != ?", [4 * dim])
+        return [image_id for (image_id,) in rows]
+
     def invalid_faces(self) -> list[dict]:
         """Faces whose embedding is missing, of the wrong size, or not finite."""
         dim = int(self.meta("dim", "0") or 0)

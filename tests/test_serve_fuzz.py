@@ -42,7 +42,7 @@ def test_an_unexpected_error_is_a_json_500_on_a_connection_that_stays_open():
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from fecsearch.serve import ContainErrors
+    from fecsearch.http_guards import ContainErrors
 
     async def broken(request):
         raise RuntimeError("a bug")
