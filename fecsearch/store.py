@@ -298,8 +298,8 @@ class FaceStore:
             integrity = [row[0] for row in self.db.execute("pragma integrity_check")]
         except sqlite3.DatabaseError as err:
             integrity = [str(err)]
-        return {"integrity": integrity[:20], "ok": integrity == ["ok"] and not self.invalid_faces(),
-                "invalid_faces": self.invalid_faces()}
+        invalid = self.invalid_faces()
+        return {"integrity": integrity[:20], "ok": integrity == ["ok"] and not invalid, "invalid_faces": invalid}
 
     def malformed_faces(self) -> list[int]:
         """Images with a face whose embedding is missing or of the wrong size: one SQL scan, cheap

