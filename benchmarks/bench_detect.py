@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fecsearch.faces import FaceDetector
-from fecsearch.images import find_images, load_image
+from fecsearch.faces.detect import FaceDetector
+from fecsearch.faces.images import find_images, load_image
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -15,7 +15,7 @@ import time
 import torch
 
 from fecsearch.models import create_model
-from fecsearch.train import triplet_loss
+from fecsearch.train.fecnet import triplet_loss
 
 
 def main() -> None:

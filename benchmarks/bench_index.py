@@ -15,20 +15,20 @@ in one thread and writes nothing:
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 import json
 import shutil
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from fecsearch.images import find_images, load_image
-from fecsearch.indexer import Indexer
+from fecsearch.faces.images import find_images, load_image
+from fecsearch.ingest.indexer import Indexer
 from fecsearch.models import DEFAULT_MODEL, create_model
-from fecsearch.pipeline import FacePipeline, FoundFace
-from fecsearch.search import weights_checksum
-from fecsearch.store import FaceStore
+from fecsearch.models.pipeline import FacePipeline, FoundFace
+from fecsearch.models.registry import weights_checksum
+from fecsearch.store.database import FaceStore
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -54,7 +54,8 @@ def naive_facenet(paths, model, canvas: bool) -> tuple[int, float]:
     import numpy as np
     from facenet_pytorch import MTCNN
 
-    from fecsearch.faces import DetectedFace, DetectorConfig, FaceDetector, align_detected
+    from fecsearch.faces.align import align_detected
+    from fecsearch.faces.detect import DetectedFace, DetectorConfig, FaceDetector
 
     config = DetectorConfig()
     mtcnn = MTCNN(keep_all=True, min_face_size=config.min_face_size, thresholds=list(config.thresholds))

@@ -28,7 +28,7 @@ SHIPPED = ["fecnet-lite-16d", "affnet-lite-cl-p", "fecnet-faceres-16d", "affnet-
 
 
 def faces_per_second(model, paths, repeat: int = 3) -> float:
-    from fecsearch.train import load_prepared
+    from fecsearch.models.preprocess import load_prepared
 
     network = model.for_inference()
     network.embed(load_prepared(paths[:64], model.config.preprocess))  # warm-up
@@ -47,12 +47,12 @@ def main() -> None:
     parser.add_argument("--no-mirror", action="store_true")
     parser.add_argument("--speed-faces", type=int, default=2000)
     args = parser.parse_args()
-    from fecsearch.evaluate import (embed_paths, knn_auc, knn_scores, subject_independent_retrieval, subject_of,
-                                    triplet_accuracy)
-    from fecsearch.labels import read_class_folders, read_ferplus, read_labelled
+    from fecsearch.data.labels import read_class_folders, read_ferplus, read_labelled
+    from fecsearch.data.triplets import validation_triplets
+    from fecsearch.evaluation.metrics import (embed_paths, knn_auc, knn_scores, subject_independent_retrieval,
+                                              subject_of, triplet_accuracy)
     from fecsearch.models import EMOTIONS, create_model, get_config
     from fecsearch.models.registry import weights_path
-    from fecsearch.train import validation_triplets
 
     torch.set_num_threads(2)
     valid = read_ferplus(DATA / "ferplus" / "valid")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from photos_index import PHOTOS, photos_index
 
-from fecsearch.search import Searcher
+from fecsearch.query.search import Searcher
 
 DATA = PHOTOS
 

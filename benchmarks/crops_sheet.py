@@ -12,11 +12,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from fecsearch.images import load_image
+from fecsearch.faces.images import load_image
 from fecsearch.models import create_model
-from fecsearch.models.registry import face_pixels
-from fecsearch.pipeline import FacePipeline
-from fecsearch.sheet import contact_sheet
+from fecsearch.models.pipeline import FacePipeline
+from fecsearch.models.preprocess import face_pixels
+from fecsearch.query.sheets import contact_sheet
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PHOTOS = ["couple.jpg", "selfie-many-people.jpg", "img1.jpg", "img2.jpg", "img3.jpg", "img7.jpg"]

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from fecsearch.images import load_image
+from fecsearch.faces.images import load_image
 from fecsearch.models.mobilenet import MobileNetV1, load_trunk_state
 from fecsearch.models.trunks import load_faceres_weights
 

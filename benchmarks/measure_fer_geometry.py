@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fecsearch.faces import DetectorConfig, FaceDetector
+from fecsearch.faces.detect import DetectorConfig, FaceDetector
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ferplus" / "train"
 

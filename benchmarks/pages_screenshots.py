@@ -31,8 +31,10 @@ def main() -> None:
     from conftest import RunningServer
     from playwright.sync_api import sync_playwright
 
-    from fecsearch.rankdiff import plan_study
-    from fecsearch.serve import Library, Rating, create_app
+    from fecsearch.evaluation.rankdiff import plan_study
+    from fecsearch.serve.app import create_app
+    from fecsearch.serve.library import Library
+    from fecsearch.serve.rating import Rating
 
     index = photos_index(args.index)
     work = Path(tempfile.mkdtemp())

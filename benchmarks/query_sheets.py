@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fecsearch.search import Searcher
-from fecsearch.sheet import contact_sheet, face_thumbnail
+from fecsearch.query.search import Searcher
+from fecsearch.query.sheets import contact_sheet, face_thumbnail
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "data" / "photos"

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fecsearch.labels import LabelledFaces
-from fecsearch.triplets import ferplus_vote_triplets, tv_distance
+from fecsearch.data.labels import LabelledFaces
+from fecsearch.data.triplets import ferplus_vote_triplets, tv_distance
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -1,3 +1,3 @@
-from .cli import main
+from fecsearch.cli import main
 
 main()

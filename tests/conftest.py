@@ -123,8 +123,10 @@ STUDY = dict(model_a="fecnet-lite-16d", model_b="affnet-lite-cl-p", n_queries=2,
 
 @pytest.fixture(scope="session")
 def server(photos_index, rating_faces, tmp_path_factory):
-    from fecsearch.rankdiff import plan_study
-    from fecsearch.serve import Library, Rating, create_app
+    from fecsearch.evaluation.rankdiff import plan_study
+    from fecsearch.serve.app import create_app
+    from fecsearch.serve.library import Library
+    from fecsearch.serve.rating import Rating
 
     votes = tmp_path_factory.mktemp("votes") / "votes.db"
     rating = Rating(plan_study(rating_faces, **STUDY), votes)

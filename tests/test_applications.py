@@ -51,7 +51,7 @@ def test_photo_smile_finds_smiles(photos_index, photos):
 def test_label_classify_and_map(ferplus_valid, tmp_path):
     import os
 
-    from fecsearch.labels import read_ferplus
+    from fecsearch.data.labels import read_ferplus
 
     faces = read_ferplus(ferplus_valid)
     folder = tmp_path / "fer"

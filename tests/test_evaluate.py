@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from fecsearch.evaluate import knn_auc, knn_scores, subject_independent_retrieval, triplet_accuracy, triplet_correct
-from fecsearch.triplets import Triplet
+from fecsearch.data.triplets import Triplet
+from fecsearch.evaluation.metrics import (knn_auc, knn_scores, subject_independent_retrieval, triplet_accuracy,
+                                          triplet_correct)
 
 
 def test_triplet_correct_by_hand():

@@ -8,12 +8,12 @@ import torch
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from fecsearch.images import load_image
+from fecsearch.faces.images import load_image
 from fecsearch.models import create_model, get_config, prepare_face
 from fecsearch.models.build_faceres import extract
 from fecsearch.models.mobilenet import MobileNetV1, SamePad, load_trunk_state
+from fecsearch.models.preprocess import load_prepared
 from fecsearch.models.trunks import FaceResTrunk, load_faceres_weights
-from fecsearch.train import load_prepared
 
 REFERENCE = Path(__file__).parent / "data" / "faceres_reference.npz"
 

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from fecsearch.faces import PAPER_GEOMETRY, FaceDetector, FaceGeometry, align_face
-from fecsearch.images import load_image
+from fecsearch.faces.align import PAPER_GEOMETRY, FaceGeometry, align_face
+from fecsearch.faces.detect import FaceDetector
+from fecsearch.faces.images import load_image
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def test_cascade_finds_what_facenet_pytorch_finds(detector, photos):
     import torch
     from facenet_pytorch.models.utils.detect_face import detect_face
 
-    from fecsearch.images import find_images
+    from fecsearch.faces.images import find_images
 
     mtcnn, errors, confident = detector.cascade, [], 0
     for path in find_images(photos)[0]:

@@ -4,14 +4,14 @@ import json
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from fecsearch.fec import download_fec
-from fecsearch.triplets import load_triplets
+from fecsearch.data.fec import download_fec
+from fecsearch.data.triplets import load_triplets
 
 
 def picture(seed: int) -> bytes:
@@ -111,10 +111,10 @@ def test_fec_faces_are_aligned_as_queries_are(server, tmp_path, photos):
     """A FEC face reaches training as the crop a query of the same face gets: same landmarks, same geometry."""
     import numpy as np
 
-    from fecsearch.fec import fec_face, read_fec_faces
-    from fecsearch.images import load_image
+    from fecsearch.data.fec import fec_face, read_fec_faces
+    from fecsearch.faces.images import load_image
     from fecsearch.models import create_model
-    from fecsearch.pipeline import FacePipeline
+    from fecsearch.models.pipeline import FacePipeline
 
     base, _ = server
     size = (2280, 1588)
@@ -133,7 +133,7 @@ def test_fec_faces_are_aligned_as_queries_are(server, tmp_path, photos):
     def difference(a, b):  # mean absolute grey-level difference, 0-255
         return np.abs(np.asarray(a.convert("L"), float) - np.asarray(b.convert("L"), float)).mean()
 
-    from fecsearch.fec import FecFace
+    from fecsearch.data.fec import FecFace
 
     for crop, name in zip(training, triplet.faces[:2]):
         match = min(query, key=lambda q: difference(crop, q.crop))

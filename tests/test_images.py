@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fecsearch.images import BadImage, find_images, load_image
+from fecsearch.faces.images import BadImage, find_images, load_image
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, copy_crops, run_cli
 
 
@@ -105,7 +104,7 @@ def test_bad_files_are_reported_and_the_rest_indexed(few_photos, tmp_path, monke
     shutil.copy(photos / "img6.jpg", locked)
     locked.chmod(0)
     if os.geteuid() == 0:  # root reads any file: make the read fail as it would for a user
-        import fecsearch.images as images
+        import fecsearch.faces.images as images
 
         real = Path.read_bytes
         monkeypatch.setattr(images.Path, "read_bytes", lambda self: (_ for _ in ()).throw(

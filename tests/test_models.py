@@ -4,11 +4,12 @@ import pytest
 import torch
 from PIL import Image
 
-from fecsearch.faces import FaceGeometry, align_face
+from fecsearch.faces.align import FaceGeometry, align_face
 from fecsearch.models import MissingWeights, create_model, get_config, list_models, prepare_face
+from fecsearch.models.pipeline import FacePipeline
+from fecsearch.models.preprocess import load_prepared
 from fecsearch.models.trunks import FaceNetTrunk
-from fecsearch.pipeline import FacePipeline
-from fecsearch.train import load_prepared, triplet_loss
+from fecsearch.train.fecnet import triplet_loss
 
 
 def test_paper_fecnet_architecture():
@@ -122,5 +123,5 @@ def test_triplet_loss_eq1():
     # Squared distances d12 = 4, d13 = d23 = 1: (4 - 1 + 0.1) + (4 - 1 + 0.1) = 6.2
     assert triplet_loss(a, -a, a * 0, odd3, torch.tensor([0.1])).item() == pytest.approx(6.2)
     # The margin per triplet type: one-class 0.1, two- and three-class 0.2.
-    from fecsearch.triplets import MARGINS
+    from fecsearch.data.triplets import MARGINS
     assert MARGINS == {"ONE_CLASS_TRIPLET": 0.1, "TWO_CLASS_TRIPLET": 0.2, "THREE_CLASS_TRIPLET": 0.2}

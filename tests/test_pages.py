@@ -4,9 +4,7 @@ import shutil
 import sqlite3
 
 import pytest
-
-from conftest import run_cli
-from conftest import STUDY
+from conftest import STUDY, run_cli
 
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                   "--disable-background-networking", "--disable-component-update"]

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fecsearch.rankdiff import average_ranks, rank_difference, rank_difference_curve
+from fecsearch.evaluation.rankdiff import average_ranks, rank_difference, rank_difference_curve
 
 
 def judge_by_quality(quality):

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import ROOT, copy_crops, run_cli
+from PIL import Image
 
 HELPER = Path(__file__).parent / "helpers" / "store_first_run.py"
 
@@ -189,9 +188,9 @@ def test_two_runs_on_a_new_index_at_once(ferplus_valid, tmp_path):
 
 def test_photo_workers_pass_on_crops_not_decoded_photos(photos):
     """What waits in the queue for the writer is the aligned crops: a decoded photo is released."""
-    from fecsearch.indexer import Indexer
+    from fecsearch.ingest.indexer import Indexer
     from fecsearch.models import create_model
-    from fecsearch.pipeline import FacePipeline
+    from fecsearch.models.pipeline import FacePipeline
 
     path = photos / "couple.jpg"
     indexer = Indexer.__new__(Indexer)  # only the worker's step: no store needed
@@ -208,8 +207,8 @@ def test_pillow_warnings_name_the_file(tmp_path, caplog, monkeypatch):
 
     import PIL.ImageOps
 
-    from fecsearch import images
-    from fecsearch.images import decode_image
+    from fecsearch.faces import images
+    from fecsearch.faces.images import decode_image
 
     # pytest records warnings with a hook of its own: put back the one fecsearch installs
     monkeypatch.setattr(warnings, "showwarning", images._show_warning_naming_the_file)
@@ -244,9 +243,9 @@ def test_unreadable_entries_are_recorded_as_skipped(few_photos, tmp_path):
 
 def test_very_large_jpegs_are_decoded_reduced_with_boxes_in_original_pixels(photos, tmp_path):
     """A 7,200 px wide JPEG is decoded at 1/2 scale; its faces' boxes still match the original's pixels."""
-    from fecsearch.images import DECODE_LONG_SIDE, load_image, original_size
+    from fecsearch.faces.images import DECODE_LONG_SIDE, load_image, original_size
     from fecsearch.models import create_model
-    from fecsearch.pipeline import FacePipeline
+    from fecsearch.models.pipeline import FacePipeline
 
     source = Image.open(photos / "couple.jpg").convert("RGB")
     factor = 2 * DECODE_LONG_SIDE / max(source.size) * 1.2

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image
-
 from conftest import ROOT, RunningServer, free_port
+from PIL import Image
 from test_images import huge_png_header
 
 CHUNK = 100  # --chunk-size of the concurrent index run: every committed state holds whole chunks
@@ -47,8 +46,9 @@ def test_upload_finds_the_faces_and_each_finds_itself(client, photos):
 
 def test_concurrent_uploads_get_the_answers_of_sequential_ones(server, photos):
     """The test server lets two uploads run the model at once: answers must not mix."""
-    import httpx
     from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
 
     names = ["couple.jpg", "img3.jpg", "img7.jpg", "img54.jpg", "img40.jpg", "img49.jpg"]  # each < 2 MB
 
@@ -160,7 +160,7 @@ def test_rating_api_checks_its_input(client, server):
 
 
 def test_serve_command_binds_to_loopback_by_default(photos_index):
-    from fecsearch.serve import is_loopback
+    from fecsearch.serve.app import is_loopback
 
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
@@ -189,7 +189,8 @@ def test_serve_command_binds_to_loopback_by_default(photos_index):
 def test_searches_while_an_index_run_adds_faces(tmp_path, photos_index, ferplus_valid, photos):
     """Searches by upload and by id keep answering, correctly, while another process indexes into
     the same index; what they see is always a whole number of committed chunks."""
-    from fecsearch.serve import Library, create_app
+    from fecsearch.serve.app import create_app
+    from fecsearch.serve.library import Library
 
     index = tmp_path / "index"
     shutil.copytree(photos_index, index)

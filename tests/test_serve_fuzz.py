@@ -4,10 +4,9 @@ import string
 
 import httpx
 import pytest
+from conftest import RunningServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from conftest import RunningServer
 
 HUGE_IDS = [2**63 - 1, 2**63, 2**64, 10**30]
 
@@ -42,7 +41,7 @@ def test_an_unexpected_error_is_a_json_500_on_a_connection_that_stays_open():
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from fecsearch.http_guards import ContainErrors
+    from fecsearch.serve.guards import ContainErrors
 
     async def broken(request):
         raise RuntimeError("a bug")

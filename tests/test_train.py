@@ -3,9 +3,8 @@ import json
 from pathlib import Path
 
 import pytest
-from safetensors import safe_open
-
 from conftest import run_cli
+from safetensors import safe_open
 
 TRUNK = Path(__file__).resolve().parents[1] / "fecsearch" / "weights" / "affnet-lite-cl.safetensors"
 

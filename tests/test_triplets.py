@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from fecsearch.labels import read_ferplus
-from fecsearch.triplets import (TRIPLET_TYPES, ferplus_vote_triplets, load_triplets, parse_fec_csv, save_triplets,
-                                strong_agreement, tv_distance)
+from fecsearch.data.labels import read_ferplus
+from fecsearch.data.triplets import (TRIPLET_TYPES, ferplus_vote_triplets, load_triplets, parse_fec_csv, save_triplets,
+                                     strong_agreement, tv_distance)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_fec_csv(tmp_path):
 
 
 def test_label_triplets(valid):
-    from fecsearch.triplets import label_triplets
+    from fecsearch.data.triplets import label_triplets
 
     triplets = label_triplets(valid, 200, seed=0)
     index = {str(p): i for i, p in enumerate(valid.paths)}

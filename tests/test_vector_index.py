@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-import fecsearch.vector_index as vi
-from fecsearch.store import FaceRecord, FaceStore
+import fecsearch.vectors.faiss_index as vi
+from fecsearch.store.database import FaceRecord, FaceStore
 
 
 def unit(n, seed):

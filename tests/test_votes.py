@@ -3,9 +3,9 @@ import json
 import re
 
 import pytest
-
 from conftest import run_cli
-from fecsearch.votes import MissingVote, VoteStore
+
+from fecsearch.store.votes import MissingVote, VoteStore
 
 
 def test_majority_of_raters(tmp_path):

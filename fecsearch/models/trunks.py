@@ -49,7 +49,7 @@ class FaceResTrunk(nn.Module):
 
     def __init__(self, pretrained: bool = True):
         super().__init__()
-        from .mobilenet import MobileNetV1, load_trunk_state
+        from fecsearch.models.mobilenet import MobileNetV1, load_trunk_state
 
         self.net = MobileNetV1(upto=self.cut)
         if pretrained:

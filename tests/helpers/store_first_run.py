@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from fecsearch.store import FaceRecord, FaceStore
+from fecsearch.store.database import FaceRecord, FaceStore
 
 IMAGES = [f"/album/face{i}.png" for i in range(6)]
 

@@ -1,0 +1,254 @@
+"""`fecsearch train ...` and `fecsearch eval ...`: training and the paper's evaluations."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from fecsearch.cli.common import echo_json, fail, load
+
+
+@click.group()
+def train():
+    """Train the paper's models (AFFNet-CL baseline, FECNet embedding)."""
+
+
+@train.command("affnet")
+@click.option("--train", "train_dir", required=True, type=click.Path(exists=True, path_type=Path),
+              help="FER+ folder with label.csv, or a folder per class (CK+48, AffectNet).")
+@click.option("--valid", "valid_dir", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Checkpoint to write (.safetensors).")
+@click.option("--model", "model_name", default="affnet-lite-cl-p", show_default=True)
+@click.option("--epochs", default=15, show_default=True)
+@click.option("--batch-size", default=128, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--soft-labels", is_flag=True, help="Fit FER+ vote distributions instead of majority labels.")
+def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, seed, soft_labels):
+    """AFFNet-CL: trunk, head and an 8-way emotion classifier trained end to end.
+
+    Resumes from OUT's .state.pt if a previous run was interrupted.
+
+    \b
+    Example:
+      fecsearch train affnet --train ../shared/data/ferplus/train --valid ../shared/data/ferplus/valid \\
+          --out fecsearch/weights/affnet-lite-cl.safetensors
+    """
+    from fecsearch.train.classifier import train_classifier
+
+    train_classifier(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, seed, soft_labels, log=click.echo)
+    click.echo(f"wrote {out}")
+
+
+@train.command("fecnet")
+@click.option("--train", "train_dir", required=True, type=click.Path(exists=True, path_type=Path),
+              help="FER+ folder with label.csv (vote triplets are drawn from it), or a `fec download` "
+                   "folder (its human triplets, faces aligned by their landmarks).")
+@click.option("--valid", "valid_dir", required=True, type=click.Path(exists=True, path_type=Path),
+              help="FER+ folder (6,000 vote triplets, seed 2019) or a `fec download` folder.")
+@click.option("--trunk", "trunk_checkpoint", type=click.Path(exists=True, path_type=Path),
+              help="Checkpoint whose trunk is frozen under the new head (e.g. the AFFNet-CL one); "
+                   "not needed for a pretrained trunk (the faceres models).")
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.option("--model", "model_name", default="fecnet-lite-16d", show_default=True)
+@click.option("--epochs", default=20, show_default=True)
+@click.option("--steps", "steps_per_epoch", default=300, show_default=True, help="Batches per epoch.")
+@click.option("--per-type", "triplets_per_type", default=30, show_default=True,
+              help="Triplets of each type in a batch (the paper: 30).")
+@click.option("--lr", default=5e-4, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--feature-cache/--no-feature-cache", default=True, show_default=True,
+              help="Run the frozen trunk once per face instead of at every step.")
+@click.option("--triplets", "triplet_source", type=click.Choice(["votes", "labels"]), default="votes",
+              show_default=True, help="votes: FER+ vote triplets (FECNet); labels: label triplets (AFFNet-TL).")
+@click.option("--trunk-lr", default=0.0, show_default=True,
+              help="Above 0: fine-tune the trunk too at this learning rate (no feature cache).")
+@click.option("--tune-blocks", default=0, show_default=True,
+              help="With --trunk-lr: fine-tune only the trunk's last N blocks, above a feature cache (faceres).")
+@click.option("--agreement", type=click.Choice(["strong", "all"]), default="strong", show_default=True,
+              help="FEC: keep the triplets at least 2/3 of the raters agree on (the paper's default), or all.")
+def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs, steps_per_epoch,
+                 triplets_per_type, lr, seed, feature_cache, triplet_source, trunk_lr, agreement, tune_blocks):
+    """FECNet: the embedding head on a frozen trunk, triplet loss of eq. (1) on FER+ vote triplets.
+
+    \b
+    Examples:
+      fecsearch train fecnet --train ../shared/data/ferplus/train --valid ../shared/data/ferplus/valid \\
+          --trunk fecsearch/weights/affnet-lite-cl.safetensors --out fecsearch/weights/fecnet-lite-16d.safetensors
+      fecsearch train fecnet --train data/fec-train --valid data/fec-test \\
+          --trunk fecsearch/weights/affnet-lite-cl.safetensors --out fecnet-lite-fec.safetensors
+      fecsearch train fecnet --model fecnet-faceres-16d --train ../shared/data/ferplus/train \\
+          --valid ../shared/data/ferplus/valid --trunk-lr 1e-4 --tune-blocks 2 --out fecnet-faceres-16d.safetensors
+    """
+    from fecsearch.train.fecnet import train_fecnet as run
+
+    try:
+        run(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs, steps_per_epoch, triplets_per_type, lr,
+            seed, feature_cache, triplet_source, trunk_lr, agreement, tune_blocks, log=click.echo)
+    except ValueError as err:
+        fail(str(err))
+    click.echo(f"wrote {out}")
+
+
+@click.group("eval")
+def evaluate():
+    """The paper's evaluations: triplet accuracy, K-NN emotion AUC, cross-dataset retrieval."""
+
+
+def mirror_option(f):
+    return click.option("--mirror/--no-mirror", "mirror", default=True, show_default=True,
+                        help="Embed each face and its mirror image and average them, as indexes do.")(f)
+
+
+def compared_models(f):
+    """--model (repeatable), --checkpoint and --mirror, shared by the evaluations that compare models."""
+    f = mirror_option(f)
+    f = click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False),
+                     help="Weights (with one --model).")(f)
+    return click.option("--model", "model_names", multiple=True, default=["fecnet-lite-16d", "affnet-lite-cl-p"],
+                        show_default=True, help="Repeat to compare models.")(f)
+
+
+@evaluate.command("triplets")
+@click.option("--model", "model_names", multiple=True, default=["fecnet-lite-16d", "affnet-lite-cl-p",
+              "affnet-lite-cl-f"], show_default=True, help="Repeat to compare models.")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="Weights (with one --model).")
+@mirror_option
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, path_type=Path),
+              help="FER+ folder with label.csv.")
+@click.option("--count", default=6000, show_default=True)
+@click.option("--seed", default=2019, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def eval_triplets(model_names, checkpoint, mirror, data_dir, count, seed, as_json):
+    """Triplet prediction accuracy, overall and per type, with L1, L2 and cosine distances.
+
+    \b
+    Example:
+      fecsearch eval triplets --data ../shared/data/ferplus/valid
+    """
+    from fecsearch.data.labels import read_ferplus
+    from fecsearch.data.triplets import ferplus_vote_triplets
+    from fecsearch.evaluation.metrics import embed_paths, triplet_accuracy
+
+    faces = read_ferplus(data_dir)
+    triplets = ferplus_vote_triplets(faces, count, seed=seed)
+    report = {"data": str(data_dir), "seed": seed, "triplets": len(triplets), "mirror": mirror, "models": {}}
+    for name in model_names:
+        model = load(name, checkpoint, mirror)
+        vectors = embed_paths(model, faces.paths)
+        acc = triplet_accuracy(dict(zip(map(str, faces.paths), vectors)), triplets)
+        acc.pop("triplets")
+        report["models"][name] = acc
+    if as_json:
+        echo_json(report)
+        return
+    click.echo(f"{len(triplets)} FER+ vote triplets from {data_dir} (seed {seed})")
+    click.echo(f"{'model':18} {'dist':6} {'overall':>8} {'one':>7} {'two':>7} {'three':>7}")
+    for name, acc in report["models"].items():
+        for dist, row in acc.items():
+            click.echo(f"{name:18} {dist:6} {row['overall']:8.3f} {row.get('ONE_CLASS_TRIPLET', 0):7.3f} "
+                       f"{row.get('TWO_CLASS_TRIPLET', 0):7.3f} {row.get('THREE_CLASS_TRIPLET', 0):7.3f}")
+
+
+@evaluate.command("knn")
+@compared_models
+@click.option("--labelled", "labelled_dir", required=True, type=click.Path(exists=True, path_type=Path),
+              help="The labelled set the neighbours come from.")
+@click.option("--test", "test_dir", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-k", default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def eval_knn(model_names, checkpoint, mirror, labelled_dir, test_dir, k, as_json):
+    """K-NN emotion classification: per-class and mean one-vs-rest AUC-ROC, top-1 accuracy (Table 4).
+
+    \b
+    Example:
+      fecsearch eval knn --labelled ../shared/data/ferplus/train --test ../shared/data/ferplus/valid
+    """
+    from fecsearch.data.labels import read_labelled
+    from fecsearch.evaluation.metrics import embed_paths, knn_auc, knn_scores
+    from fecsearch.models.config import EMOTIONS
+
+    labelled, test = read_labelled(labelled_dir), read_labelled(test_dir)
+    report = {"labelled": str(labelled_dir), "test": str(test_dir), "k": k, "mirror": mirror, "models": {}}
+    for name in model_names:
+        model = load(name, checkpoint, mirror)
+        a, b = embed_paths(model, labelled.paths), embed_paths(model, test.paths)
+        scores = knn_scores(a, labelled.labels, b, k, len(EMOTIONS), model.config.distance)
+        report["models"][name] = knn_auc(scores, test.labels, EMOTIONS)
+    if as_json:
+        echo_json(report)
+        return
+    for name, r in report["models"].items():
+        per = " ".join(f"{c}={v * 100:.1f}" for c, v in r["auc_per_class"].items())
+        click.echo(f"{name:18} mean AUC {r['mean_auc'] * 100:.1f}  top-1 {r['top1_accuracy'] * 100:.1f}%  [{per}]")
+
+
+@evaluate.command("retrieval")
+@compared_models
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Folder per class with CK+ file names (S<subject>_<seq>_<frame>.png).")
+@click.option("--top", default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def eval_retrieval(model_names, checkpoint, mirror, data_dir, top, as_json):
+    """Subject-independent retrieval: how many of the top faces, other people only, share the expression.
+
+    \b
+    Example:
+      fecsearch eval retrieval --data ../shared/data/ckplus48
+    """
+    from fecsearch.data.labels import read_class_folders
+    from fecsearch.evaluation.metrics import embed_paths, subject_independent_retrieval, subject_of
+
+    faces = read_class_folders(data_dir)
+    subjects = [subject_of(p) for p in faces.paths]
+    report = {"data": str(data_dir), "mirror": mirror, "models": {}}
+    for name in model_names:
+        model = load(name, checkpoint, mirror)
+        vectors = embed_paths(model, faces.paths)
+        report["models"][name] = subject_independent_retrieval(vectors, faces.labels, subjects, top,
+                                                               model.config.distance)
+    if as_json:
+        echo_json(report)
+        return
+    for name, r in report["models"].items():
+        click.echo(f"{name:18} expression in top {top}: {r['precision_at_top'] * 100:.1f}% "
+                   f"(chance {r['chance'] * 100:.1f}%, {r['queries']} queries)")
+
+
+@click.group()
+def fec():
+    """Google's FEC dataset (facial expression comparison triplets)."""
+
+
+@fec.command("download")
+@click.argument("csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.option("--workers", default=16, show_default=True, help="Parallel downloads.")
+@click.option("--retries", default=3, show_default=True, help="Retries of timeouts and server errors.")
+@click.option("--timeout", default=20.0, show_default=True, help="Seconds per request.")
+@click.option("--landmarks/--no-landmarks", default=True, show_default=True,
+              help="Find each face's landmarks with MTCNN (faces.jsonl), so training aligns FEC faces as "
+                   "queries are aligned; without, training uses the boxes resized.")
+@click.option("--json", "as_json", is_flag=True)
+def fec_download(csv_path, out, workers, retries, timeout, landmarks, as_json):
+    """Fetch FEC's photos (each once), crop every face by its box (with a margin), find its landmarks,
+    write faces.jsonl, triplets.jsonl and a manifest.
+
+    Dead links (many Flickr photos are gone) are listed in OUT/dead_links.json. Run it again to
+    resume: what is on disk is kept.
+
+    \b
+    Example:
+      fecsearch fec download faceexp-comparison-data-train-public.csv --out data/fec-train
+    """
+    from fecsearch.data.fec import download_fec
+
+    report = download_fec(csv_path, out, workers, retries, timeout, progress=not as_json, landmarks=landmarks)
+    if as_json:
+        echo_json(report.to_dict())
+        return
+    d = report.to_dict()
+    click.echo(f"{d['rows']} rows, {d['photos']} photos: {d['photos_fetched']} fetched, {d['photos_cached']} already "
+               f"here, {d['dead_links']} dead (see {out / 'dead_links.json'}); {d['faces']} faces "
+               f"({d['aligned']} with landmarks); "
+               f"{d['triplets']} complete triplets ({d['strong_triplets']} strong) in {out / 'triplets.jsonl'}")

@@ -1,0 +1,1 @@
+"""Training and evaluation data: FER+ and class-folder labels, triplets, the FEC dataset."""

@@ -1,0 +1,1 @@
+"""The paper's evaluations: triplet accuracy, K-NN AUC, retrieval, rank-difference."""

@@ -1,0 +1,1 @@
+"""Faces from images: reading files, detecting faces (MTCNN) and aligning them."""

@@ -1,0 +1,193 @@
+"""`fecsearch index`: embed every face of a folder into an index, incrementally and resumably.
+
+Work is committed to SQLite a chunk of images at a time, each chunk in one transaction, so a run
+killed at any moment loses at most the chunk in flight; the next run sees those files as new.
+"""
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from tqdm import tqdm
+
+from fecsearch.faces.detect import DetectorConfig
+from fecsearch.faces.images import file_sha256, find_images
+from fecsearch.ingest.workers import Decoded, decode_ahead, decode_file, torch_threads
+from fecsearch.models.network import FaceEmbedder
+from fecsearch.models.pipeline import FacePipeline
+from fecsearch.store.database import FaceRecord, FaceStore
+from fecsearch.vectors.faiss_index import VectorIndex
+
+Report = Callable[[str], None]
+
+
+@dataclass
+class IndexSummary:
+    root: str
+    images_found: int = 0
+    images_indexed: int = 0
+    images_unchanged: int = 0
+    images_removed: int = 0
+    faces_added: int = 0
+    faces_total: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    index_type: str = ""
+
+    @property
+    def faces_per_second(self) -> float:
+        return self.faces_added / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items() if k != "skipped"}
+        d["skipped"] = [{"path": p, "reason": r} for p, r in self.skipped]
+        d["faces_per_second"] = round(self.faces_per_second, 1)
+        return d
+
+
+class Indexer:
+    def __init__(self, store: FaceStore, model: FaceEmbedder, model_name: str, weights_sha256: str,
+                 cropped: bool = False, detector_config: DetectorConfig | None = None, workers: int | None = None,
+                 chunk_size: int | None = None, device: str = "cpu", progress: bool = True,
+                 report: Report = print):
+        self.store, self.model, self.model_name = store, model, model_name
+        self.cropped, self.progress, self.report = cropped, progress, report
+        # Photos: each worker decodes, detects and aligns whole images, one per core, each with one
+        # torch thread (MTCNN's small convolutions gain little from a second thread; a second image
+        # on the other core gains almost 2x). Crops: workers only decode, the main thread embeds.
+        self.workers = workers or (4 if cropped else max(1, os.cpu_count() or 1))
+        # An existing index's faces were embedded with or without the mirror average: new ones follow.
+        mirror = store.bind_model(model_name, model.config.embedding_size, model.config.distance, weights_sha256,
+                                  model.config.mirror_average)
+        model.config = replace(model.config, mirror_average=mirror)
+        self.pipeline = FacePipeline(model, cropped=cropped, detector_config=detector_config, device=device)
+        # Cropped faces are tiny and quick: big chunks. Photos need detection: small chunks keep
+        # the work lost to an interruption small.
+        self.chunk_size = chunk_size or (512 if cropped else 16)
+
+    def plan(self, root: Path, summary: IndexSummary, run_id: int) -> list[tuple[Path, int, float]]:
+        """Which files need embedding; drops from the store the ones that are gone, and records the
+        entries that cannot be read at all (link loops, dangling links, FIFOs) as skipped."""
+        files, problems = find_images(root)
+        summary.images_found = len(files)
+        unreadable = []
+        for path, reason in problems:
+            summary.skipped.append((str(path), reason))
+            self.report(f"skipped {path}: {reason}")
+            unreadable.append({"path": str(path), "size": None, "mtime": None, "sha256": None, "width": None,
+                               "height": None, "status": "skipped", "error": f"{path}: {reason}"})
+        damaged = self.store.malformed_faces()
+        if damaged:  # their files are still there: embedding them again repairs the index
+            self.store.remove_images(damaged)
+            self.report(f"{len(damaged)} image(s) had faces with damaged embeddings in the database; "
+                        f"embedding them again")
+        known = self.store.known_images(prefix=str(root) if root.is_dir() else None)
+        unreadable = [u for u in unreadable if known.get(u["path"], {}).get("status") != "skipped"]
+        if unreadable:
+            self.store.write_batch(unreadable, [[] for _ in unreadable], self.model_name, run_id)
+        todo, seen = [], set()
+        for path in files:
+            key = str(path)
+            seen.add(key)
+            try:
+                st = path.stat()
+            except OSError as err:
+                summary.skipped.append((key, err.strerror or str(err)))
+                self.report(f"skipped {path}: {err.strerror or err}")
+                continue
+            row = known.get(key)
+            if row and row["size"] == st.st_size and row["mtime"] == st.st_mtime:
+                summary.images_unchanged += 1
+                continue
+            if row and row["status"] == "ok" and row["size"] == st.st_size:
+                try:  # touched but not changed: no need to embed again
+                    if file_sha256(path) == row["sha256"]:
+                        self.store.touch_image(row["id"], st.st_mtime)
+                        summary.images_unchanged += 1
+                        continue
+                except OSError:
+                    pass
+            todo.append((path, st.st_size, st.st_mtime))
+        seen.update(str(path) for path, _ in problems)
+        gone = [row["id"] for key, row in known.items() if key not in seen]
+        if root.is_dir() and gone:
+            self.store.remove_images(gone)
+            summary.images_removed = len(gone)
+        return todo
+
+    def run(self, root: str | os.PathLike, command: str = "index") -> IndexSummary:
+        root = Path(os.path.abspath(root))
+        if not root.exists():
+            raise FileNotFoundError(f"{root}: no such file or folder")
+        started = time.time()
+        summary = IndexSummary(str(root))
+        run_id = self.store.start_run(command, str(root), self.model_name)
+        status = "interrupted"
+        try:
+            todo = self.plan(root, summary, run_id)
+            bar = tqdm(total=len(todo), unit="img", desc="indexing", disable=not self.progress, dynamic_ncols=True)
+            with ThreadPoolExecutor(self.workers) as pool, torch_threads(None if self.cropped else 1):
+                # Workers run ahead while the main thread embeds and writes.
+                decoded = decode_ahead(pool, todo, ahead=2 * self.chunk_size, load=self._load)
+                buffer: list[Decoded] = []
+                for item in decoded:
+                    buffer.append(item)
+                    if len(buffer) == self.chunk_size:
+                        self._process(buffer, summary, run_id)
+                        bar.update(len(buffer))
+                        bar.set_postfix(faces=summary.faces_added,
+                                        faces_per_s=f"{summary.faces_added / max(time.time() - started, 1e-9):.0f}")
+                        buffer = []
+                if buffer:
+                    self._process(buffer, summary, run_id)
+                    bar.update(len(buffer))
+            bar.close()
+            status = "done"
+        finally:
+            summary.seconds = time.time() - started
+            self.store.finish_run(run_id, status, images_added=summary.images_indexed,
+                                  images_removed=summary.images_removed, faces_added=summary.faces_added,
+                                  skipped=len(summary.skipped))
+        index = VectorIndex.open(self.store)
+        summary.faces_total, summary.index_type = len(index), index.kind
+        summary.seconds = time.time() - started
+        return summary
+
+    def _load(self, item: tuple[Path, int, float]) -> Decoded:
+        decoded = decode_file(item)
+        if decoded.error is None and not self.cropped:
+            decoded.faces = self.pipeline.find_faces([decoded.image])[0]
+            # Only the aligned crops go on: a decoded 48-megapixel photo is 144 MB, and up to two
+            # chunks of them would otherwise wait in the queue for the writer.
+            decoded.image = None
+        return decoded
+
+    def _process(self, items: list[Decoded], summary: IndexSummary, run_id: int) -> None:
+        good = [d for d in items if d.error is None]
+        if self.cropped:
+            found = self.pipeline.find_faces([d.image for d in good]) if good else []
+        else:
+            found = [d.faces for d in good]
+        faces = [f for fs in found for f in fs]
+        vectors = iter(self.pipeline.embed(faces))
+        images, records = [], []
+        for d, fs in zip(good, found):
+            images.append({"path": str(d.path), "size": d.size, "mtime": d.mtime, "sha256": d.sha256,
+                           "width": d.width, "height": d.height, "status": "ok", "error": None})
+            records.append([FaceRecord(0, i, f.box, f.probability,
+                                       f.landmarks.tolist() if f.landmarks is not None else None, next(vectors))
+                            for i, f in enumerate(fs)])
+        for d in items:
+            if d.error is not None:
+                summary.skipped.append((str(d.path), d.error))
+                self.report(f"skipped {d.error}")
+                images.append({"path": str(d.path), "size": d.size, "mtime": d.mtime, "sha256": None,
+                               "width": None, "height": None, "status": "skipped", "error": d.error})
+                records.append([])
+        self.store.write_batch(images, records, self.model_name, run_id)
+        summary.images_indexed += len(good)
+        summary.faces_added += len(faces)

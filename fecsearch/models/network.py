@@ -1,0 +1,111 @@
+"""The network: trunk + head, and its frozen, faster copy for indexing and queries."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fecsearch.models.config import ModelConfig
+from fecsearch.models.heads import ClassifierHead, EmbeddingHead
+from fecsearch.models.trunks import FaceNetTrunk, FaceResTrunk, LiteTrunk
+
+
+class FaceEmbedder(nn.Module):
+    """trunk + head; forward() maps prepared faces to the vectors the index stores."""
+
+    def __init__(self, config: ModelConfig, trunk: nn.Module):
+        super().__init__()
+        self.config = config
+        self.trunk = trunk
+        head_args = dict(config.head)
+        if config.family == "fecnet":
+            self.head = EmbeddingHead(trunk.out_channels, dim=config.dim, **head_args)
+        else:
+            self.head = ClassifierHead(trunk.out_channels, classes=config.dim, **head_args)
+
+    def head_forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.config.family == "fecnet":
+            return self.head(features)
+        if self.config.output == "penultimate":
+            return self.head.penultimate(features)
+        return self.head(features)
+
+    def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        return self.head_forward(self.trunk(faces))
+
+    def for_inference(self) -> "InferenceNetwork":
+        """A frozen copy that embeds faster, for indexing and queries (not for training)."""
+        return InferenceNetwork(self)
+
+    @torch.inference_mode()
+    def embed(self, faces: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+        self.eval()
+        device = next(self.parameters()).device
+        out = [embed_batch(self, faces[i:i + batch_size].to(device).float(), self.config)
+               for i in range(0, len(faces), batch_size)]
+        if not out:
+            return np.zeros((0, self.config.embedding_size), np.float32)
+        return torch.cat(out).numpy().astype(np.float32)
+
+
+class InferenceNetwork:
+    """A FaceEmbedder's weights frozen for inference: each BatchNorm folded into the convolution
+    before it and the tensors in channels-last layout, which oneDNN's CPU convolutions run fastest;
+    batches of 64 stay in cache. The same function to float precision (tests/test_models.py), about
+    3x faster than the eager network at batch 256 on this project's 2-core CPU (benchmarks/RESULTS.md).
+    A copy: later changes to the model's weights do not reach it."""
+
+    batch_size = 64
+
+    def __init__(self, model: FaceEmbedder):
+        import copy
+
+        from torch.fx.experimental.optimization import fuse
+
+        self.config = model.config
+        self.device = next(model.parameters()).device
+        network = copy.deepcopy(model).eval()
+        try:
+            network = fuse(network)
+        except Exception:  # a network fx cannot trace: keep its BatchNorms
+            pass
+        self.network = network.to(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def embed(self, faces: torch.Tensor) -> np.ndarray:
+        out = [self._forward(faces[i:i + self.batch_size]) for i in range(0, len(faces), self.batch_size)]
+        if not out:
+            return np.zeros((0, self.config.embedding_size), np.float32)
+        return torch.cat(out).numpy().astype(np.float32)
+
+    def _forward(self, faces: torch.Tensor) -> torch.Tensor:
+        return embed_batch(self.network, faces.to(self.device).float().contiguous(memory_format=torch.channels_last),
+                           self.config)
+
+
+def embed_batch(network, faces: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """The vectors an index stores for a batch of prepared faces: the network's output, or with
+    config.mirror_average the mean of the face's and its mirror image's (both ways of embedding,
+    eager and inference, go through here)."""
+    if not config.mirror_average:
+        return network(faces).float().cpu()
+    plain, mirrored = network(torch.cat([faces, faces.flip(3)])).float().cpu().chunk(2)
+    mean = (plain + mirrored) / 2
+    # FECNet's space is the unit sphere: the mean of two unit vectors goes back onto it.
+    return F.normalize(mean, dim=1) if config.family == "fecnet" else mean
+
+
+def build_trunk(config: ModelConfig, pretrained: bool = True) -> nn.Module:
+    if config.trunk == "facenet":
+        return FaceNetTrunk("vggface2" if pretrained else None)
+    if config.trunk == "faceres":
+        return FaceResTrunk(pretrained)
+    if config.trunk == "lite":
+        return LiteTrunk(config.preprocess.channels)
+    raise ValueError(f"model '{config.name}': unknown trunk '{config.trunk}' (facenet, faceres or lite)")
+
+
+def pretrained_trunk(config: ModelConfig) -> bool:
+    """Whether the trunk comes pretrained with fecsearch (FaceRes) rather than from a training run."""
+    return config.trunk == "faceres"

@@ -1,0 +1,1 @@
+"""Searching an index, contact sheets and album summaries."""

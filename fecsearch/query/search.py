@@ -1,0 +1,112 @@
+"""`fecsearch query`: the faces of an index whose expression is nearest to a query face."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from fecsearch.faces.detect import DetectorConfig
+from fecsearch.faces.images import load_image, original_scale
+from fecsearch.models.network import FaceEmbedder
+from fecsearch.models.pipeline import FacePipeline, FoundFace
+from fecsearch.models.registry import create_model, weights_checksum
+from fecsearch.store.database import FaceStore, ModelMismatch
+from fecsearch.vectors.faiss_index import VectorIndex
+
+
+def load_index_model(store: FaceStore, device: str = "cpu") -> tuple[FaceEmbedder, str]:
+    """The model an index was built with, checked against the weights it recorded."""
+    name = store.meta("model")
+    if name is None:
+        raise ValueError(f"{store.dir}: the index holds no faces yet; run `fecsearch index` first")
+    checkpoint = store.meta("checkpoint") or None
+    model = create_model(name, checkpoint=checkpoint, device=device)
+    # Queries are embedded as the index's faces were: with or without the mirror average.
+    model.config = replace(model.config, mirror_average=store.meta("mirror_average", "0") == "1")
+    if weights_checksum(name, checkpoint) != store.meta("weights_sha256"):
+        raise ModelMismatch(f"{store.dir}: the weights of model '{name}' changed since this index was built; "
+                            f"rebuild it with `fecsearch index --index {store.dir} ...` into a new folder")
+    return model, name
+
+
+@dataclass
+class QueryFace:
+    face: FoundFace
+    vector: np.ndarray
+    source: str  # image path, or "face:<id>"
+    face_number: int
+    faces_found: int
+
+
+@dataclass
+class Result:
+    rank: int
+    distance: float
+    face_id: int
+    path: str
+    box: tuple[float, float, float, float]
+
+    def to_dict(self) -> dict:
+        return {"rank": self.rank, "distance": round(self.distance, 6), "face_id": self.face_id, "path": self.path,
+                "box": [round(v, 1) for v in self.box]}
+
+
+class Searcher:
+    """Keeps the model and the FAISS index loaded: many queries, one start-up."""
+
+    def __init__(self, index_dir: str | Path, device: str = "cpu", detector_config: DetectorConfig | None = None,
+                 save_index: bool = True):
+        self.store = FaceStore(index_dir, readonly=True)
+        self.model, self.model_name = load_index_model(self.store, device)
+        self.detector_config = detector_config
+        self._pipelines: dict[bool, FacePipeline] = {}
+        # save_index=False: a stale FAISS file is rebuilt in memory only (a server must not race an indexer)
+        self.index = VectorIndex.open(self.store, save=save_index)
+
+    def pipeline(self, cropped: bool) -> FacePipeline:
+        if cropped not in self._pipelines:
+            self._pipelines[cropped] = FacePipeline(self.model, cropped, self.detector_config)
+        return self._pipelines[cropped]
+
+    def faces_of(self, image_path: str | Path, cropped: bool = False) -> list[FoundFace]:
+        return self.pipeline(cropped).find_faces([load_image(image_path)])[0]
+
+    def query_image(self, image_path: str | Path, face: int | None = None, cropped: bool = False) -> QueryFace:
+        faces = self.faces_of(image_path, cropped)
+        if not faces:
+            raise LookupError(f"{image_path}: no face found")
+        if face is None:  # the largest face
+            face = max(range(len(faces)), key=lambda i: faces[i].area)
+        elif not 0 <= face < len(faces):
+            raise LookupError(f"{image_path}: has {len(faces)} face(s); --face takes 0 to {len(faces) - 1}")
+        vector = self.pipeline(cropped).embed([faces[face]])[0]
+        return QueryFace(faces[face], vector, str(image_path), face, len(faces))
+
+    def query_face_id(self, face_id: int) -> QueryFace:
+        rows = self.store.faces_by_id([face_id])
+        if face_id not in rows:
+            raise LookupError(f"face {face_id} is not in {self.store.dir}")
+        row = rows[face_id]
+        vector = np.frombuffer(row["embedding"], dtype=np.float32)
+        box = (row["x1"], row["y1"], row["x2"], row["y2"])
+        image = load_image(row["path"])
+        crop = image.crop(tuple(int(round(v / original_scale(image))) for v in box))
+        return QueryFace(FoundFace(box, row["probability"], None, crop), vector, row["path"], row["face_index"], 1)
+
+    def search(self, vector: np.ndarray, k: int = 10) -> list[Result]:
+        return nearest_faces(self.index, self.store, vector, k)
+
+
+def nearest_faces(index: VectorIndex, store: FaceStore, vector: np.ndarray, k: int) -> list[Result]:
+    """The k nearest faces with their records; faces deleted since `index` was read are left out."""
+    hits = index.search(vector, k)
+    rows = store.faces_by_id([h.face_id for h in hits])
+    results = []
+    for hit in hits:
+        row = rows.get(hit.face_id)
+        if row is None:
+            continue
+        results.append(Result(len(results) + 1, hit.distance, hit.face_id, row["path"],
+                              (row["x1"], row["y1"], row["x2"], row["y2"])))
+    return results

@@ -1,0 +1,1 @@
+"""The HTTP server: JSON API, search page and rating page."""

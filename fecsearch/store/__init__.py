@@ -1,0 +1,1 @@
+"""The SQLite database, the source of truth of an index, and the rating study's votes."""

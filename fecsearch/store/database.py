@@ -1,0 +1,330 @@
+"""The SQLite database: the source of truth for what an index holds.
+
+Tables (open the file with sqlite3 or datasette):
+  meta    key/value: schema_version, model, dim, distance, weights_sha256, checkpoint, generation
+  runs    one row per `fecsearch index` run: when, what, counts, status
+  images  one row per file seen: path, size, mtime, sha256, status ok|skipped, error, face count
+  faces   one row per face: image, box, landmarks, detection probability, embedding (float32 bytes)
+  labels  one emotion label per face (fecsearch label): face_id, label, source
+
+The tables and the model's settings are each written in one transaction, so a run killed while it
+creates an index leaves either nothing or a whole index. Commands that only read open the file
+read-only; `index` holds a lock file beside it, so one run writes an index at a time.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+
+from fecsearch.store.lock import WriterLock
+
+SCHEMA_VERSION = 1
+
+
+DB_NAME = "faces.db"
+
+
+class ModelMismatch(ValueError):
+    pass
+
+
+class IndexUnusable(RuntimeError):
+    """The index folder cannot be used as it is; the message says why and what to do."""
+
+
+TABLES = ("meta", "runs", "images", "faces", "labels")
+
+
+def damaged(path: Path, err: Exception) -> IndexUnusable:
+    return IndexUnusable(
+        f"{path}: the database is damaged ({err}). Recover what it holds with "
+        f"`sqlite3 {path} .recover | sqlite3 recovered.db` and move recovered.db in its place, or delete "
+        f"the index folder and run `fecsearch index` again.")
+
+
+@dataclass
+class FaceRecord:
+    image_id: int
+    face_index: int
+    box: tuple[float, float, float, float]
+    probability: float
+    landmarks: list | None
+    embedding: np.ndarray
+
+
+class FaceStore:
+    def __init__(self, index_dir: str | os.PathLike, create: bool = True, readonly: bool = False):
+        self.dir = Path(index_dir)
+        path = self.dir / DB_NAME
+        if path.is_dir():
+            raise IndexUnusable(f"{path} is a folder, not a fecsearch database; remove it or choose another --index.")
+        if (readonly or not create) and not path.exists():
+            raise FileNotFoundError(f"{self.dir}: no fecsearch index here (no {DB_NAME}); build one with `fecsearch index`")
+        self.readonly = readonly
+        try:
+            if readonly:
+                conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60,
+                                       isolation_level=None)
+            else:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(path, timeout=60, isolation_level=None)
+            self.db = sqlite_utils.Database(conn)
+            tables = set(self.db.table_names())
+            foreign = tables - set(TABLES) - {"sqlite_sequence", "sqlite_stat1"}
+            if foreign or (tables and "meta" not in tables):
+                conn.close()
+                raise IndexUnusable(f"{path} is an SQLite database but not a fecsearch index (it has tables "
+                                    f"{', '.join(sorted(tables))}); choose another --index.")
+            if not readonly:
+                # WAL: readers (queries, a server) never see half a batch and never block the indexer.
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.DatabaseError as err:
+            raise damaged(path, err) from None
+        if readonly:
+            if set(TABLES) - tables:
+                raise FileNotFoundError(f"{self.dir}: the index is empty (its first run stopped before any "
+                                        f"image was written); run `fecsearch index`")
+        else:
+            self._create_tables()
+        version = int(self.meta("schema_version", str(SCHEMA_VERSION)) or 0)
+        if version > SCHEMA_VERSION:
+            raise IndexUnusable(f"{path} was written by a newer fecsearch (schema {version}; this one reads "
+                                f"{SCHEMA_VERSION}); upgrade fecsearch.")
+
+    def _create_tables(self) -> None:
+        """Every table, index and meta row in one transaction: a kill leaves all of it or none.
+        Idempotent, so an index whose creation was cut short by an older version is completed."""
+        db = self.db
+        with db.conn:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("create table if not exists meta (key TEXT PRIMARY KEY, value TEXT)")
+            db.execute("insert or ignore into meta (key, value) values ('schema_version', ?)", [str(SCHEMA_VERSION)])
+            db.execute("insert or ignore into meta (key, value) values ('generation', '0')")
+            db.execute("create table if not exists runs (id INTEGER PRIMARY KEY, started_at FLOAT, finished_at FLOAT, "
+                       "command TEXT, root TEXT, model TEXT, images_added INTEGER, images_removed INTEGER, "
+                       "faces_added INTEGER, skipped INTEGER, status TEXT)")
+            db.execute("create table if not exists images (id INTEGER PRIMARY KEY, path TEXT, size INTEGER, "
+                       "mtime FLOAT, sha256 TEXT, width INTEGER, height INTEGER, status TEXT, error TEXT, "
+                       "faces INTEGER, run_id INTEGER REFERENCES runs(id), indexed_at FLOAT)")
+            db.execute("create unique index if not exists idx_images_path on images (path)")
+            db.execute("create table if not exists faces (id INTEGER PRIMARY KEY, image_id INTEGER REFERENCES "
+                       "images(id), face_index INTEGER, x1 FLOAT, y1 FLOAT, x2 FLOAT, y2 FLOAT, probability FLOAT, "
+                       "landmarks TEXT, embedding BLOB, model TEXT, run_id INTEGER REFERENCES runs(id))")
+            db.execute("create index if not exists idx_faces_image_id on faces (image_id)")
+            db.execute("create table if not exists labels (face_id INTEGER PRIMARY KEY REFERENCES faces(id), "
+                       "label TEXT, source TEXT)")
+
+    def writer_lock(self, wait_message=None):
+        """An exclusive lock on the index for one writing run (a lock file beside the database,
+        released by the OS if the process dies). A second run waits, after saying so."""
+        return WriterLock(self.dir / (DB_NAME + ".lock"), wait_message)
+
+    # --- meta -------------------------------------------------------------------------------
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        rows = list(self.db.query("select value from meta where key = ?", [key]))
+        return rows[0]["value"] if rows else default
+
+    def set_meta(self, key: str, value) -> None:
+        self.db["meta"].upsert({"key": key, "value": str(value)}, pk="key")
+
+    @property
+    def generation(self) -> int:
+        """Bumped by every change to the faces: the FAISS file records the generation it was built from."""
+        return int(self.meta("generation", "0"))
+
+    def bind_model(self, name: str, dim: int, distance: str, checksum: str, mirror_average: bool = False) -> bool:
+        """Record the index's model on first use (in one transaction); refuse another model afterwards.
+        Returns whether the index's vectors are mirror averages (what the index recorded wins)."""
+        current = self.meta("model")
+        if current is None or (self.meta("weights_sha256") is None and self.face_count() == 0):
+            with self.db.conn:
+                self.db.execute("BEGIN IMMEDIATE")
+                for k, v in (("model", name), ("dim", dim), ("distance", distance), ("weights_sha256", checksum),
+                             ("mirror_average", int(mirror_average))):
+                    self.db.execute("insert or replace into meta (key, value) values (?, ?)", [k, str(v)])
+            return mirror_average
+        if current != name or self.meta("weights_sha256") != checksum:
+            raise ModelMismatch(
+                f"{self.dir} was built with model '{current}' (weights {self.meta('weights_sha256', '?')[:12]}); "
+                f"it cannot take faces from '{name}' (weights {checksum[:12]}). Use another --index."
+            )
+        return self.meta("mirror_average", "0") == "1"
+
+    # --- runs ---------------------------------------------------------------------------------
+    def start_run(self, command: str, root: str, model: str) -> int:
+        # A run still marked running was killed: say so (its committed chunks stay).
+        self.db.execute("update runs set status = 'interrupted' where status = 'running'")
+        return self.db["runs"].insert({"started_at": time.time(), "command": command, "root": root, "model": model,
+                                       "status": "running"}).last_pk
+
+    def finish_run(self, run_id: int, status: str, **counts) -> None:
+        self.db["runs"].update(run_id, {"finished_at": time.time(), "status": status, **counts})
+
+    # --- images and faces ----------------------------------------------------------------------
+    def known_images(self, prefix: str | None = None) -> dict[str, dict]:
+        sql = "select id, path, size, mtime, sha256, status from images"
+        args: list = []
+        if prefix is not None:
+            sql += " where path = ? or path like ? escape '\\'"
+            like = prefix.rstrip(os.sep).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            args = [prefix, like + os.sep + "%"]
+        return {r["path"]: r for r in self.db.query(sql, args)}
+
+    def write_batch(self, images: list[dict], faces: list[list[FaceRecord]], model: str, run_id: int) -> None:
+        """Replace these images and their faces in one transaction: a kill leaves all or nothing."""
+        now = time.time()
+        with self.db.conn:
+            self.db.execute("BEGIN IMMEDIATE")
+            paths = [image["path"] for image in images]
+            for start in range(0, len(paths), 500):  # SQLite caps the number of parameters
+                part = paths[start:start + 500]
+                old = self.db.execute(f"select id from images where path in ({','.join('?' * len(part))})", part)
+                for (image_id,) in old.fetchall():
+                    self._delete_image(image_id)
+            columns = ("path", "size", "mtime", "sha256", "width", "height", "status", "error")
+            face_rows = []
+            for image, image_faces in zip(images, faces):
+                # Plain executes: at hundreds of faces a second, sqlite-utils' per-row work shows.
+                image_id = self.db.execute(
+                    "insert into images (path, size, mtime, sha256, width, height, status, error, faces, run_id, "
+                    "indexed_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [image[c] for c in columns] + [len(image_faces), run_id, now]).lastrowid
+                face_rows += [(image_id, f.face_index, *f.box, f.probability,
+                               json.dumps(f.landmarks) if f.landmarks is not None else None,
+                               np.asarray(f.embedding, np.float32).tobytes(), model, run_id) for f in image_faces]
+            self.db.conn.executemany(
+                "insert into faces (image_id, face_index, x1, y1, x2, y2, probability, landmarks, embedding, model, "
+                "run_id) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", face_rows)
+            self._bump()
+
+    def touch_image(self, image_id: int, mtime: float) -> None:
+        self.db["images"].update(image_id, {"mtime": mtime})
+
+    def remove_images(self, image_ids: list[int]) -> None:
+        if not image_ids:
+            return
+        with self.db.conn:
+            self.db.execute("BEGIN IMMEDIATE")
+            for image_id in image_ids:
+                self._delete_image(image_id)
+            self._bump()
+
+    def _delete_image(self, image_id: int) -> None:
+        self.db.execute("delete from labels where face_id in (select id from faces where image_id = ?)", [image_id])
+        self.db.execute("delete from faces where image_id = ?", [image_id])
+        self.db.execute("delete from images where id = ?", [image_id])
+
+    def _bump(self) -> None:
+        self.db.execute("update meta set value = cast(value as integer) + 1 where key = 'generation'")
+
+    # --- reading ---------------------------------------------------------------------------------
+    def face_count(self) -> int:
+        return self.db.execute("select count(*) from faces").fetchone()[0]
+
+    def counts(self) -> dict:
+        q = self.db.execute
+        return {
+            "images": q("select count(*) from images where status = 'ok'").fetchone()[0],
+            "skipped": q("select count(*) from images where status = 'skipped'").fetchone()[0],
+            "faces": self.face_count(),
+            "runs": q("select count(*) from runs").fetchone()[0],
+        }
+
+    def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
+        """All face ids and embeddings, in id order."""
+        dim = int(self.meta("dim", "0") or 0)
+        ids, vectors = [], []
+        for face_id, blob in self.db.execute("select id, embedding from faces order by id"):
+            if not isinstance(blob, bytes) or len(blob) != 4 * dim:
+                raise IndexUnusable(
+                    f"{self.dir / DB_NAME}: face {face_id}'s embedding is not {dim} float32 values; the database "
+                    f"is damaged. `fecsearch info --check --index {self.dir}` lists every such face, and "
+                    f"`fecsearch index` re-embeds their images.")
+            ids.append(face_id)
+            vectors.append(np.frombuffer(blob, dtype=np.float32))
+        if not ids:
+            return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+        return np.array(ids, np.int64), np.stack(vectors)
+
+    def snapshot(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """The generation and all embeddings, read in one transaction: they always belong together,
+        even while an indexer commits chunks."""
+        self.db.execute("BEGIN")
+        try:
+            return self.generation, *self.embeddings()
+        finally:
+            self.db.execute("COMMIT")
+
+    def faces_by_id(self, face_ids) -> dict[int, dict]:
+        face_ids = [int(i) for i in face_ids]
+        if not face_ids:
+            return {}
+        marks = ",".join("?" * len(face_ids))
+        rows = self.db.query(
+            f"select faces.id, faces.image_id, faces.face_index, x1, y1, x2, y2, probability, landmarks, "
+            f"embedding, images.path from faces join images on images.id = faces.image_id "
+            f"where faces.id in ({marks})", face_ids)
+        return {r["id"]: r for r in rows}
+
+    def set_labels(self, labels: dict[str, str], source: str, by_name: bool = False) -> int:
+        """Label every face of the images at these paths (or, by_name, with these file names);
+        returns how many faces were labelled."""
+        count = 0
+        images = {}
+        for image_id, path in self.db.execute("select id, path from images where status = 'ok'"):
+            images.setdefault(os.path.basename(path) if by_name else path, []).append(image_id)
+        with self.db.conn:
+            self.db.execute("BEGIN IMMEDIATE")
+            for key, label in labels.items():
+                ids = images.get(key, [])
+                rows = self.db.execute(f"select id from faces where image_id in ({','.join('?' * len(ids))})",
+                                       ids).fetchall() if ids else []
+                for (face_id,) in rows:
+                    self.db.execute("insert or replace into labels (face_id, label, source) values (?, ?, ?)",
+                                    [face_id, label, source])
+                    count += 1
+        return count
+
+    def labels(self) -> dict[int, str]:
+        return dict(self.db.execute("select face_id, label from labels").fetchall())
+
+    def check(self) -> dict:
+        """SQLite's integrity check and every embedding's size and values: what is damaged."""
+        try:
+            integrity = [row[0] for row in self.db.execute("pragma integrity_check")]
+        except sqlite3.DatabaseError as err:
+            integrity = [str(err)]
+        invalid = self.invalid_faces()
+        return {"integrity": integrity[:20], "ok": integrity == ["ok"] and not invalid, "invalid_faces": invalid}
+
+    def malformed_faces(self) -> list[int]:
+        """Images with a face whose embedding is missing or of the wrong size: one SQL scan, cheap
+        enough for the start of every `index` run (which embeds them again)."""
+        dim = int(self.meta("dim", "0") or 0)
+        rows = self.db.execute("select distinct image_id from faces where embedding is null "
+                               "or typeof(embedding) != 'blob' or length(embedding) != ?", [4 * dim])
+        return [image_id for (image_id,) in rows]
+
+    def invalid_faces(self) -> list[dict]:
+        """Faces whose embedding is missing, of the wrong size, or not finite."""
+        dim = int(self.meta("dim", "0") or 0)
+        bad = []
+        for face_id, image_id, blob in self.db.execute("select id, image_id, embedding from faces"):
+            ok = isinstance(blob, bytes) and len(blob) == 4 * dim and np.isfinite(np.frombuffer(blob, np.float32)).all()
+            if not ok:
+                bad.append({"face_id": face_id, "image_id": image_id})
+        return bad
+
+    def skipped_images(self) -> list[dict]:
+        return list(self.db.query("select path, error from images where status = 'skipped' order by path"))
+
+    def close(self) -> None:
+        self.db.conn.close()

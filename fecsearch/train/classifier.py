@@ -1,0 +1,94 @@
+"""Training the AFFNet-CL baseline: an emotion classifier on FER+ labels (majority or vote distributions)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from fecsearch.data.labels import read_labelled
+from fecsearch.data.triplets import validation_triplets
+from fecsearch.models.checkpoints import save_checkpoint
+from fecsearch.models.config import ModelConfig
+from fecsearch.models.network import build_trunk, pretrained_trunk
+from fecsearch.models.preprocess import load_prepared
+from fecsearch.models.registry import create_model, get_config
+from fecsearch.train.common import Checkpointer, Log, augment, cached_features, triplet_eval
+
+
+def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-cl-p", epochs: int = 12,
+                     batch_size: int = 128, lr: float = 1e-3, seed: int = 0, soft_labels: bool = False,
+                     log: Log = print) -> dict:
+    """AFFNet-CL: trunk + head + 8-way softmax, cross-entropy on majority labels, end to end.
+
+    soft_labels=True uses cross-entropy against FER+ vote distributions instead of majority labels.
+    """
+    torch.manual_seed(seed)
+    out = Path(out)
+    config: ModelConfig = get_config(model_name)
+    model = create_model(model_name, random_init=True)
+    # A pretrained trunk (FaceRes) stays frozen, as FECNet's does: only the head learns, on cached features.
+    frozen = pretrained_trunk(config)
+    if frozen:
+        model.trunk = build_trunk(config, pretrained=True)
+        model.trunk.requires_grad_(False)
+    train, valid = read_labelled(train_dir), read_labelled(valid_dir)
+    t0 = time.time()
+    x_train = load_prepared(train.paths, config.preprocess)
+    x_valid = load_prepared(valid.paths, config.preprocess)
+    y_train = torch.from_numpy(train.labels)
+    if soft_labels:
+        if train.votes is None:
+            raise ValueError(f"{train_dir}: soft labels need FER+ votes (label.csv)")
+        y_train = torch.from_numpy(train.votes)
+    log(f"loaded {len(train)} training and {len(valid)} validation faces in {time.time() - t0:.0f}s")
+    cache = None
+    if frozen:
+        t0 = time.time()
+        cache = cached_features(model.trunk, x_train)
+        log(f"feature cache: {tuple(cache.shape)} in {time.time() - t0:.0f}s")
+    names = [str(p) for p in valid.paths]
+    triplets = validation_triplets(valid) if valid.votes is not None else []
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    steps_per_epoch = -(-len(train) // batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=epochs * steps_per_epoch)
+    checkpointer = Checkpointer(out)
+    start, history = checkpointer.load(model, optimizer, schedule, steps_per_epoch)
+    generator = torch.Generator().manual_seed(seed)
+    for epoch in range(start, epochs):
+        generator.manual_seed(seed * 1000 + epoch)
+        model.train()
+        model.trunk.train(not frozen)
+        order = torch.randperm(len(train), generator=generator)
+        t0, total = time.time(), 0.0
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            if cache is not None:
+                flip = (torch.rand(len(idx), generator=generator) < 0.5).long()
+                logits = model.head(cache[flip, idx].float())
+            else:
+                logits = model.head(model.trunk(augment(x_train[idx].float(), generator)))
+            loss = F.cross_entropy(logits, y_train[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += loss.item() * len(idx)
+        model.eval()
+        with torch.inference_mode():
+            logits = torch.cat([model.head(model.trunk(x_valid[i:i + 512].float()))
+                                for i in range(0, len(x_valid), 512)])
+        metrics = {"epoch": epoch + 1, "train_loss": total / len(train), "seconds": round(time.time() - t0, 1),
+                   "valid_accuracy": float((logits.argmax(1).numpy() == valid.labels).mean())}
+        if triplets:
+            metrics["valid_triplet_accuracy_penultimate"] = triplet_eval(model, x_valid, names, triplets,
+                                                                         ("cosine",))["cosine"]["overall"]
+        history.append(metrics)
+        log(json.dumps(metrics))
+        checkpointer.save(model, optimizer, epoch + 1, history)
+    final = {"history": history, "train_dir": str(train_dir), "valid_dir": str(valid_dir), "epochs": epochs,
+             "batch_size": batch_size, "lr": lr, "seed": seed, "soft_labels": soft_labels, "frozen_trunk": frozen}
+    save_checkpoint(model, out, final)
+    return final

@@ -1,0 +1,175 @@
+"""Training FECNet: the embedding head on a frozen trunk with the paper's triplet loss (eq. 1)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fecsearch.data.triplets import (MARGINS, TRIPLET_TYPES, Triplet, ferplus_vote_triplets, label_triplets,
+                                     validation_triplets)
+from fecsearch.models.checkpoints import save_checkpoint
+from fecsearch.models.network import build_trunk, pretrained_trunk
+from fecsearch.models.registry import create_model, get_config
+from fecsearch.train.common import (Checkpointer, Log, TripletFaces, _load_state, augment, cached_features,
+                                    load_triplet_faces, triplet_eval)
+
+
+def triplet_loss(e1, e2, e3, odd: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
+    """Eq. (1): the similar pair must be closer than each face of it is to the odd one, by `margin`."""
+    faces = torch.stack([e1, e2, e3], 1)  # (B, 3, D)
+    rows = torch.arange(len(odd))
+    keep = torch.ones(len(odd), 3, dtype=torch.bool)
+    keep[rows, odd - 1] = False
+    pair = faces[keep].view(len(odd), 2, -1)
+    a, b, c = pair[:, 0], pair[:, 1], faces[rows, odd - 1]
+    d_ab = ((a - b) ** 2).sum(1)
+    return (F.relu(d_ab - ((a - c) ** 2).sum(1) + margin) + F.relu(d_ab - ((b - c) ** 2).sum(1) + margin)).mean()
+
+
+class TripletSampler:
+    """Batches with the same number of triplets of each type: drawn from a fresh pool each epoch
+    (FER+), or a fresh shuffle of the fixed human triplets, each type cycled on its own (FEC)."""
+
+    def __init__(self, data: TripletFaces, per_type: int, seed: int, source: str = "votes"):
+        self.faces, self.fixed = data.labelled, data.fixed
+        self.per_type, self.seed, self.source = per_type, seed, source
+        self.index = {name: i for i, name in enumerate(data.names)}
+
+    def epoch(self, epoch: int, steps: int):
+        seed = self.seed * 7919 + epoch
+        if self.fixed is not None:
+            rng = np.random.default_rng(seed)
+            by_type = {k: [t for t in self.fixed if t.type == k] for k in TRIPLET_TYPES}
+            by_type = {k: [v[i] for i in rng.permutation(len(v))] for k, v in by_type.items() if v}
+            for s in range(steps):
+                batch = [v[(s * self.per_type + j) % len(v)] for v in by_type.values() for j in range(self.per_type)]
+                yield self._tensors(batch)
+            return
+        if self.source == "labels":  # AFFNet-TL: label triplets are all of one kind, 3 x per_type a batch
+            pool = label_triplets(self.faces, 3 * self.per_type * steps, seed=seed)
+            by_type = {"TWO_CLASS_TRIPLET": pool}
+            per_batch = {"TWO_CLASS_TRIPLET": 3 * self.per_type}
+        else:
+            pool = ferplus_vote_triplets(self.faces, 3 * self.per_type * steps, seed=seed)
+            by_type = {k: [t for t in pool if t.type == k] for k in TRIPLET_TYPES}
+            per_batch = {k: self.per_type for k in TRIPLET_TYPES}
+        for s in range(steps):
+            yield self._tensors([t for k, n in per_batch.items() for t in by_type[k][s * n:(s + 1) * n]])
+
+    def _tensors(self, batch: list[Triplet]):
+        ids = torch.tensor([[self.index[f] for f in t.faces] for t in batch])
+        odd = torch.tensor([t.odd for t in batch])
+        margin = torch.tensor([MARGINS[t.type] for t in batch])
+        return ids, odd, margin
+
+
+def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = "fecnet-lite-16d",
+                 epochs: int = 20, steps_per_epoch: int = 300, triplets_per_type: int = 30, lr: float = 5e-4,
+                 seed: int = 0, feature_cache: bool = True, triplet_source: str = "votes",
+                 trunk_lr: float = 0.0, agreement: str = "strong", tune_blocks: int = 0, log: Log = print) -> dict:
+    """FECNet: a frozen trunk and the embedding head trained with the triplet loss on FER+ vote
+    triplets, or on FEC's human triplets when train_dir is a `fec download` folder (load_triplet_faces).
+
+    The trunk comes from `trunk_checkpoint` (a trained AFFNet-CL), or, for a trunk pretrained
+    elsewhere (FaceRes), from fecsearch's converted weights when trunk_checkpoint is None.
+    With feature_cache the frozen trunk runs once per face (and its mirror image) before training,
+    and each step only runs the head. triplet_source="labels" trains AFFNet-TL instead: the same
+    network and loss on triplets made from emotion labels alone. trunk_lr > 0 fine-tunes the trunk
+    too, at that learning rate: all of it (no feature cache), or with tune_blocks=N only its last N
+    blocks, above a feature cache of the frozen rest.
+    """
+    torch.manual_seed(seed)
+    out = Path(out)
+    config = get_config(model_name)
+    model = create_model(model_name, random_init=True)
+    if trunk_checkpoint is not None:
+        trunk_state = {k[len("trunk."):]: v for k, v in _load_state(trunk_checkpoint).items()
+                       if k.startswith("trunk.")}
+        model.trunk.load_state_dict(trunk_state)
+    elif pretrained_trunk(config):
+        model.trunk = build_trunk(config, pretrained=True)
+    else:
+        raise ValueError(f"model '{model_name}' needs --trunk: a checkpoint whose trunk the head sits on")
+    fine_tune = trunk_lr > 0
+    model.trunk.requires_grad_(False)
+    if fine_tune and tune_blocks:
+        if not hasattr(model.trunk, "split"):
+            raise ValueError(f"--tune-blocks: the '{config.trunk}' trunk cannot be split into blocks")
+        lower, upper = model.trunk.split(tune_blocks)
+        upper.requires_grad_(True)
+        tuned = upper
+    else:
+        lower, upper = model.trunk, torch.nn.Identity()
+        model.trunk.requires_grad_(fine_tune)
+        tuned = model.trunk if fine_tune else upper
+        feature_cache = feature_cache and not fine_tune
+    t0 = time.time()
+    train = load_triplet_faces(train_dir, config.preprocess, agreement)
+    valid = load_triplet_faces(valid_dir, config.preprocess, agreement)
+    if train.fixed is not None:
+        if triplet_source == "labels":
+            raise ValueError(f"{train_dir} holds FEC triplets; label triplets (AFFNet-TL) need a FER+ folder")
+        triplet_source = "fec"
+    x_train, x_valid, names = train.x, valid.x, valid.names
+    log(f"loaded {len(x_train)} training and {len(x_valid)} validation faces in {time.time() - t0:.0f}s")
+    triplets = valid.fixed if valid.fixed is not None else validation_triplets(valid.labelled)
+    model.trunk.eval()
+    cache = None
+    if feature_cache:
+        t0 = time.time()
+        cache = cached_features(lower, x_train)  # (2, N, C, H, W): original and mirrored
+        log(f"feature cache: {tuple(cache.shape)} in {time.time() - t0:.0f}s")
+    groups = [{"params": model.head.parameters(), "lr": lr}]
+    if fine_tune:
+        groups.append({"params": tuned.parameters(), "lr": trunk_lr})
+    optimizer = torch.optim.Adam(groups)
+    # Adam at the paper's 5e-4, annealed to zero over the run: a constant rate leaves the
+    # validation accuracy swinging by several points from epoch to epoch.
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
+    checkpointer = Checkpointer(out)
+    start, history = checkpointer.load(model, optimizer, schedule, steps_per_epoch)
+    sampler = TripletSampler(train, triplets_per_type, seed, triplet_source)
+    generator = torch.Generator().manual_seed(seed)
+    for epoch in range(start, epochs):
+        generator.manual_seed(seed * 1000 + epoch)
+        model.head.train()
+        model.trunk.train(fine_tune and cache is None)
+        tuned.train(fine_tune)
+        t0, total = time.time(), 0.0
+        for ids, odd, margin in sampler.epoch(epoch, steps_per_epoch):
+            flat = ids.flatten()
+            flip = (torch.rand(len(flat), generator=generator) < 0.5).long()
+            if cache is not None:
+                features = upper(cache[flip, flat].float())
+            elif fine_tune:
+                features = model.trunk(augment(x_train[flat].float(), generator))
+            else:
+                faces = x_train[flat].float()
+                faces = torch.where(flip.bool()[:, None, None, None], faces.flip(3), faces)
+                with torch.no_grad():
+                    features = model.trunk(faces)
+            e = model.head(features).view(len(ids), 3, -1)
+            loss = triplet_loss(e[:, 0], e[:, 1], e[:, 2], odd, margin)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += loss.item()
+        seconds = time.time() - t0
+        acc = triplet_eval(model, x_valid, names, triplets)["l2"]
+        metrics = {"epoch": epoch + 1, "train_loss": total / steps_per_epoch, "seconds": round(seconds, 1),
+                   "valid_triplet_accuracy": acc}
+        history.append(metrics)
+        log(json.dumps(metrics))
+        checkpointer.save(model, optimizer, epoch + 1, history)
+    final = {"history": history, "train_dir": str(train_dir), "valid_dir": str(valid_dir),
+             "trunk_checkpoint": str(trunk_checkpoint or config.trunk), "epochs": epochs, "steps_per_epoch": steps_per_epoch,
+             "triplets_per_type": triplets_per_type, "lr": lr, "seed": seed, "feature_cache": feature_cache,
+             "triplet_source": triplet_source, "trunk_lr": trunk_lr, "agreement": agreement,
+             "tune_blocks": tune_blocks}
+    save_checkpoint(model, out, final)
+    return final

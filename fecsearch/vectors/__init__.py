@@ -1,0 +1,1 @@
+"""Vectors: distances, exact K-NN, and the FAISS index rebuilt from the store."""

@@ -1,0 +1,153 @@
+"""The FAISS index over a FaceStore's embeddings: derived data, rebuilt whenever it is stale or broken."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+from fecsearch.store.database import FaceStore
+from fecsearch.vectors.metrics import normalise
+
+FAISS_NAME = "faces.faiss"
+
+
+FAISS_INFO = "faces.faiss.json"
+
+
+# Past this many faces an inverted-file index answers much faster than exhaustive search at
+# recall@10 near 0.99 for 16-d embeddings (benchmarks/bench_faiss.py; benchmarks/RESULTS.md).
+APPROXIMATE_FROM = 1_000_000
+
+
+def choose_index_type(n: int) -> str:
+    return "ivf" if n >= APPROXIMATE_FROM else "flat"
+
+
+def ivf_lists(n: int) -> int:
+    """About 4 * sqrt(n) lists, FAISS's usual advice, and at least 39 training points per list."""
+    return int(max(1, min(4 * np.sqrt(n), n // 39)))
+
+
+def build_faiss(vectors: np.ndarray, ids: np.ndarray, kind: str) -> faiss.Index:
+    dim = vectors.shape[1]
+    if kind == "flat":
+        base = faiss.IndexFlatL2(dim)
+    elif kind == "hnsw":
+        base = faiss.IndexHNSWFlat(dim, 32)
+        base.hnsw.efConstruction = 80
+        base.hnsw.efSearch = 256
+    elif kind == "ivf":
+        lists = ivf_lists(len(vectors))
+        base = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, lists)
+        # k-means needs ~39 points per list; 64 per list is plenty and keeps training short at 10M.
+        sample = vectors[np.random.default_rng(0).choice(len(vectors), min(len(vectors), 64 * lists), replace=False)]
+        base.train(np.ascontiguousarray(sample, np.float32))
+        base.nprobe = 64  # recall@10 >= 0.95 even on structureless data (tests/test_vector_index.py)
+    else:
+        raise ValueError(f"unknown index type '{kind}'")
+    index = faiss.IndexIDMap2(base)
+    if len(ids):
+        index.add_with_ids(np.ascontiguousarray(vectors, np.float32), ids.astype(np.int64))
+    return index
+
+
+def to_gpu_if_available(index: faiss.Index) -> faiss.Index:
+    """faiss-gpu builds expose GPUs; on faiss-cpu this is the identity."""
+    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        try:
+            resources = faiss.StandardGpuResources()
+            return faiss.index_cpu_to_gpu(resources, 0, index)
+        except Exception:  # HNSW has no GPU version: keep it on the CPU
+            return index
+    return index
+
+
+def store_identity(store: FaceStore) -> dict:
+    """What the vectors are: the model, its dimension and its weights' checksum, as the database records them."""
+    return {key: store.meta(key) for key in ("model", "dim", "weights_sha256")}
+
+
+@dataclass
+class SearchHit:
+    face_id: int
+    distance: float
+
+
+class VectorIndex:
+    """Searches a FaceStore's faces; loads faces.faiss when it matches the database, else rebuilds it."""
+
+    def __init__(self, store: FaceStore, rebuilt: bool, kind: str, index: faiss.Index, generation: int):
+        self.store, self.rebuilt, self.kind, self.index = store, rebuilt, kind, index
+        self.generation = generation  # of the database the vectors were read from
+        self.distance = store.meta("distance", "l2")
+
+    @classmethod
+    def open(cls, store: FaceStore, force_rebuild: bool = False, gpu: bool = True, save: bool = True) -> "VectorIndex":
+        """save=False rebuilds in memory only: for readers (a server) that must not race the indexer's writes."""
+        path, info_path = store.dir / FAISS_NAME, store.dir / FAISS_INFO
+        generation, count = store.generation, store.face_count()
+        index = None
+        if not force_rebuild and path.exists() and info_path.exists():
+            try:
+                info = json.loads(info_path.read_text())
+                # The same generation and count are not enough: the vectors must be this model's.
+                if (info["generation"] == generation and info["faces"] == count
+                        and info.get("model") == store_identity(store)):
+                    index = faiss.read_index(str(path))
+                    if index.ntotal != count or index.d != int(store.meta("dim", "0") or 0):
+                        index = None
+                    kind = info["kind"]
+            except Exception:  # unreadable or truncated: the database has everything to rebuild it
+                index = None
+        rebuilt = index is None
+        if rebuilt:
+            index, kind, generation = cls._rebuild(store, save)
+        return cls(store, rebuilt, kind, to_gpu_if_available(index) if gpu else index, generation)
+
+    @staticmethod
+    def _rebuild(store: FaceStore, save: bool = True) -> tuple[faiss.Index, str, int]:
+        generation, ids, vectors = store.snapshot()
+        if store.meta("distance") == "cosine" and len(vectors):
+            vectors = normalise(vectors)
+        kind = choose_index_type(len(ids))
+        dim = vectors.shape[1] if len(ids) else int(store.meta("dim", "16") or 16)
+        index = build_faiss(vectors.reshape(len(ids), dim), ids, kind)
+        if not save:
+            return index, kind, generation
+        path, info_path = store.dir / FAISS_NAME, store.dir / FAISS_INFO
+        tmp = path.with_suffix(".faiss.tmp")
+        faiss.write_index(index, str(tmp))
+        os.replace(tmp, path)
+        tmp_info = info_path.with_suffix(".tmp")
+        tmp_info.write_text(json.dumps({"generation": generation, "faces": len(ids), "kind": kind,
+                                        "model": store_identity(store)}))
+        os.replace(tmp_info, info_path)
+        return index, kind, generation
+
+    def __len__(self) -> int:
+        return self.index.ntotal
+
+    def search(self, vector: np.ndarray, k: int) -> list[SearchHit]:
+        """The k nearest faces; distance is Euclidean for l2 models, 1 - cosine for cosine ones."""
+        query = np.asarray(vector, np.float32).reshape(1, -1)
+        if self.distance == "cosine":
+            query = normalise(query)
+        k = min(k, self.index.ntotal)
+        if k <= 0:
+            return []
+        squared, ids = self.index.search(query, k)
+        hits = []
+        for d2, face_id in zip(squared[0], ids[0]):
+            if face_id < 0:
+                continue
+            d2 = max(float(d2), 0.0)
+            distance = d2 / 2.0 if self.distance == "cosine" else float(np.sqrt(d2))
+            hits.append(SearchHit(int(face_id), distance))
+        return hits
+
+    def size_on_disk(self) -> int:
+        path = self.store.dir / FAISS_NAME
+        return path.stat().st_size if path.exists() else 0
