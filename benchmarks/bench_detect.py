@@ -5,7 +5,7 @@
 Detection only (no decoding, no embedding) over the 64 photos of ../shared/data/photos, decoded
 beforehand, median of --repeat turns. Prints JSON:
   facenet_canvas_*   facenet-pytorch's detect_face on fecsearch's letterboxed canvases
-  driver_*           fecsearch.mtcnn.Cascade on the same canvases (FaceDetector.detect)
+  driver_*           fecsearch.faces.mtcnn.Cascade on the same canvases (FaceDetector.detect)
   ..._t1 / _t2       with torch's intra-op pool at 1 or 2 threads, one photo at a time
   driver_2x1         two Python threads, one photo each, torch at 1 thread (what `index` does)
   pnet_615_*_ms      P-Net alone on a 615x615 level, channels-last against contiguous

@@ -52,7 +52,7 @@ def main() -> None:
     from fecsearch.evaluation.metrics import (embed_paths, knn_auc, knn_scores, subject_independent_retrieval,
                                               subject_of, triplet_accuracy)
     from fecsearch.models import EMOTIONS, create_model, get_config
-    from fecsearch.models.registry import weights_path
+    from fecsearch.models.config import weights_path
 
     torch.set_num_threads(2)
     valid = read_ferplus(DATA / "ferplus" / "valid")

@@ -1,8 +1,10 @@
-"""Query latency, p50/p95: cold (a fresh `fecsearch query` process) and warm (model and index loaded).
+"""Query latency, p50/p95: cold (a fresh process per command) and warm (model and index loaded).
 
     uv run python benchmarks/bench_query.py [--cold 5] [--warm 50]
 
-Builds an index of ../shared/data/photos first (or reuses --index), queries with its photos.
+Builds an index of ../shared/data/photos first (or reuses --index), queries with its photos. The
+cold commands are timed in turns, each beside `python -c "import torch"` as the baseline (the
+machine is noisy: the ratio is what compares across runs).
 """
 from __future__ import annotations
 
@@ -34,12 +36,23 @@ def main() -> None:
     args = parser.parse_args()
     index = photos_index(args.index)
     photos = sorted(DATA.glob("*.jpg"))
-    cold = []
-    for p in photos[: args.cold]:
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "fecsearch", "query", str(p), "--index", str(index), "--json"],
-                       check=True, stdout=subprocess.DEVNULL)
-        cold.append(time.perf_counter() - start)
+    fecsearch = [sys.executable, "-m", "fecsearch"]
+    commands = {
+        "import_torch_baseline": [sys.executable, "-c", "import torch"],
+        "help": fecsearch + ["--help"],
+        "query_by_id": fecsearch + ["query", "--id", "1", "--index", str(index), "--json"],
+        "query_by_image": None,  # one of the photos, in turn
+    }
+    cold = {name: [] for name in commands}
+    for i in range(args.cold):
+        for name, command in commands.items():
+            if command is None:
+                command = fecsearch + ["query", str(photos[i % len(photos)]), "--index", str(index), "--json"]
+            start = time.perf_counter()
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+            cold[name].append(time.perf_counter() - start)
+    base = np.median(cold["import_torch_baseline"])
+    cold_report = {name: {**pct(v), "x_import_torch": round(float(np.median(v) / base), 2)} for name, v in cold.items()}
     searcher = Searcher(index)
     warm_image, warm_id = [], []
     for i in range(args.warm):
@@ -52,7 +65,7 @@ def main() -> None:
         q = searcher.query_face_id(1 + i % 60)
         searcher.search(q.vector, 10)
         warm_id.append(time.perf_counter() - start)
-    print(json.dumps({"cold_process": pct(cold), "warm_by_image": pct(warm_image), "warm_by_face_id": pct(warm_id)},
+    print(json.dumps({"cold_process": cold_report, "warm_by_image": pct(warm_image), "warm_by_face_id": pct(warm_id)},
                      indent=2))
 
 

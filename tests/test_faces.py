@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from fecsearch.faces.align import PAPER_GEOMETRY, FaceGeometry, align_face
@@ -117,3 +118,28 @@ def test_alignment_puts_eyes_where_the_geometry_says(roll, geometry):
 def test_paper_geometry_is_55px_in_224():
     assert (PAPER_GEOMETRY.size, PAPER_GEOMETRY.eye_distance) == (224, 55)
     assert PAPER_GEOMETRY.scaled(112).eye_distance == pytest.approx(27.5)
+
+
+def test_own_mtcnn_networks_match_facenet_pytorchs():
+    """fecsearch's MTCNN networks, box arithmetic and NMS give facenet-pytorch's and torchvision's
+    numbers: queries run them without importing either package."""
+    from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
+    from facenet_pytorch.models.utils.detect_face import bbreg, rerec
+    from torchvision.ops import nms as torchvision_nms
+
+    from fecsearch.faces import mtcnn_nets as own
+
+    g = torch.Generator().manual_seed(0)
+    for ours, theirs, size in ((own.PNet, PNet, 37), (own.RNet, RNet, 24), (own.ONet, ONet, 48)):
+        x = torch.rand(5, 3, size, size, generator=g) * 2 - 1
+        with torch.no_grad():
+            for a, b in zip(ours().load_pretrained()(x), theirs().eval()(x)):
+                assert torch.allclose(a, b, atol=1e-5)
+    boxes = torch.rand(300, 2, generator=g) * 200
+    boxes = torch.cat([boxes, boxes + 10 + torch.rand(300, 2, generator=g) * 60, torch.rand(300, 1, generator=g)], 1)
+    reg = torch.randn(300, 4, generator=g) * 0.1
+    assert torch.allclose(own.apply_correction(boxes, reg), bbreg(boxes.clone(), reg))
+    assert torch.allclose(own.to_square(boxes), rerec(boxes.clone()))
+    for threshold in (0.5, 0.7):
+        assert own.nms(boxes[:, :4], boxes[:, 4], threshold).tolist() == \
+            torchvision_nms(boxes[:, :4], boxes[:, 4], threshold).tolist()

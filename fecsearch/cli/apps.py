@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from fecsearch.cli.common import echo_json, fail, load
+from fecsearch.cli.common import echo_json, fail, load, study_options
+from fecsearch.models.config import DEFAULT_MODEL
 
 
 @click.group()
@@ -38,15 +39,11 @@ def ask_people(store, pairs, rater: str, paths: dict, picture: Path) -> None:
 @bench.command("rank-diff")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, path_type=Path),
               help="Face crops: queries and collection come from it (FER+ with label.csv for the votes judge).")
-@click.option("--a", "model_a", default="fecnet-lite-16d", show_default=True, help="Embedding A.")
-@click.option("--b", "model_b", default="affnet-lite-cl-p", show_default=True, help="Embedding B.")
-@click.option("--queries", "n_queries", default=100, show_default=True)
-@click.option("--max-n", default=10, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@study_options()
 @click.option("--judge", type=click.Choice(["votes", "embedding", "people"]), default="votes", show_default=True,
               help="votes: the candidate whose FER+ vote distribution is closer to the query's wins; "
                    "embedding: the one nearer in --reference; people: the majority of human votes.")
-@click.option("--reference", default="fecnet-lite-16d", show_default=True, help="Model of the embedding judge.")
+@click.option("--reference", default=DEFAULT_MODEL, show_default=True, help="Model of the embedding judge.")
 @click.option("--votes", "votes_db", type=click.Path(path_type=Path), default=Path("votes.db"), show_default=True,
               help="People judge: the SQLite file votes are read from and written to.")
 @click.option("--rater", help="People judge: your name; asks every pair you have not answered yet.")
@@ -67,7 +64,7 @@ def rank_diff(data_dir, model_a, model_b, n_queries, max_n, seed, judge, referen
       fecsearch bench rank-diff --data ../shared/data/ferplus/valid --queries 5 --max-n 3 \\
           --judge people --votes votes.db --rater alice
     """
-    from fecsearch.evaluation.rankdiff import VoteJudge, plan_study, rank_difference_curve
+    from fecsearch.evaluation.rankdiff import VoteJudge, plan_study, score_study
     from fecsearch.models.registry import MissingWeights
 
     if judge == "votes" and not (Path(data_dir) / "label.csv").exists():
@@ -94,32 +91,14 @@ def rank_diff(data_dir, model_a, model_b, n_queries, max_n, seed, judge, referen
         if missing:
             fail(f"{missing} of {len(pairs)} pairs have no vote yet in {votes_db}; answer them with --rater NAME "
                  f"(you can stop with q and resume later) or on the rating page of `fecsearch serve`")
-    per_query = []
-    for q, a, b in zip(study.queries, study.ranked_a, study.ranked_b):
-        curve = rank_difference_curve(q, a, b, judge_.compare, max_n)
-        per_query.append({"query": q, "curve": curve, "a": a, "b": b})
-    mean = np.mean([r["curve"] for r in per_query], axis=0)
-    sem = np.std([r["curve"] for r in per_query], axis=0, ddof=1) / np.sqrt(len(per_query))
+    result = score_study(study, judge_.compare, max_n)
     report = {"data": str(data_dir), "a": model_a, "b": model_b, "judge": judge, "queries": n_queries,
-              "collection": len(study.names) - n_queries, "seed": seed,
-              "mean_by_n": {str(n): round(float(v), 4) for n, v in zip(range(1, max_n + 1), mean)},
-              "sem_by_n": {str(n): round(float(v), 4) for n, v in zip(range(1, max_n + 1), sem)}}
+              "collection": len(study.names) - n_queries, "seed": seed, **result.summary()}
     if out:
-        Path(out).write_text(json.dumps({**report, "per_query": per_query}, indent=1))
+        Path(out).write_text(json.dumps({**report, "per_query": result.per_query}, indent=1))
     if plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        ns = np.arange(1, max_n + 1)
-        ax.errorbar(ns, mean, yerr=sem, marker="o", capsize=3)
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.set(xlabel="N (faces retrieved per embedding)", ylabel="rank-difference",
-               title=f"{model_a} vs {model_b}\n{n_queries} queries, {judge} judge", ylim=(-1, 1))
-        fig.tight_layout()
-        fig.savefig(plot, dpi=120)
+        result.plot(plot, f"{model_a} vs {model_b}\n{n_queries} queries, {judge} judge")
+    mean, sem = result.mean, result.sem
     if as_json:
         echo_json(report)
         return
@@ -144,7 +123,6 @@ def summarize_cmd(folder, index_dir, clusters, sheet, model_name, as_json):
       fecsearch summarize ../shared/data/photos -n 10 --sheet summary.jpg
       fecsearch summarize --index indexes/default -n 8 --json
     """
-    from fecsearch.cli.common import fail
     from fecsearch.query.sheets import contact_sheet, face_thumbnail
     from fecsearch.query.summary import summarize
 
@@ -153,28 +131,21 @@ def summarize_cmd(folder, index_dir, clusters, sheet, model_name, as_json):
     if index_dir:
         from fecsearch.store.database import FaceStore
 
-        store = FaceStore(index_dir, create=False)
+        store = FaceStore(index_dir, readonly=True)
         ids, vectors = store.embeddings()
         rows = store.faces_by_id(ids)
         faces = [{"path": rows[i]["path"], "box": [rows[i][k] for k in ("x1", "y1", "x2", "y2")], "face_id": int(i)}
                  for i in ids]
     else:
-        from fecsearch.faces.images import BadImage, find_images, load_image
-        from fecsearch.models.pipeline import FacePipeline
-        from fecsearch.models.registry import DEFAULT_MODEL
+        from fecsearch.faces.images import find_images
+        from fecsearch.models.pipeline import FacePipeline, embed_files
 
-        model = load(model_name or DEFAULT_MODEL, None)
-        pipeline = FacePipeline(model)
-        files, _ = find_images(folder)
-        faces, found = [], []
-        for f in files:
-            try:
-                for face in pipeline.find_faces([load_image(f)])[0]:
-                    faces.append({"path": str(f), "box": list(face.box)})
-                    found.append(face)
-            except BadImage as err:
-                click.echo(f"skipped {err}", err=True)
-        vectors = pipeline.embed(found)
+        pipeline = FacePipeline(load(model_name or DEFAULT_MODEL, None))
+        embedded = embed_files(pipeline, find_images(folder)[0], batch_size=1)
+        for s in embedded.skipped:
+            click.echo(f"skipped {s}", err=True)
+        faces = [{"path": path, "box": list(box)} for path, box in zip(embedded.paths, embedded.boxes)]
+        vectors = embedded.vectors
     if not len(faces):
         fail("no faces to summarise")
     groups = summarize(vectors, clusters)
@@ -245,27 +216,18 @@ def classify_cmd(image, index_dir, k, face_number, cropped, as_json):
     Example:
       fecsearch classify smile.jpg --index indexes/fer-train -k 200
     """
-    from fecsearch.cli.common import fail
     from fecsearch.query.search import Searcher
 
     searcher = Searcher(index_dir)
-    labels = searcher.store.labels()
-    if not labels:
-        fail(f"{index_dir} has no labels; add some with `fecsearch label`")
     try:
-        q = searcher.query_image(image, face=face_number, cropped=cropped)
+        scores, votes = searcher.classify(searcher.query_image(image, face=face_number, cropped=cropped).vector, k)
     except LookupError as err:
         fail(str(err).strip("'\""))
-    # Search deeper than k so that k labelled neighbours are found when some faces have no label.
-    hits = searcher.index.search(q.vector, min(len(searcher.index), k * 4))
-    votes = [labels[h.face_id] for h in hits if h.face_id in labels][:k]
-    names = sorted(set(labels.values()))
-    scores = {n: votes.count(n) / max(1, len(votes)) for n in names}
     best = max(scores, key=scores.get)
     if as_json:
-        echo_json({"image": str(image), "label": best, "scores": scores, "neighbours": len(votes)})
+        echo_json({"image": str(image), "label": best, "scores": scores, "neighbours": votes})
         return
-    click.echo(f"{image}: {best}  ({len(votes)} labelled neighbours)")
+    click.echo(f"{image}: {best}  ({votes} labelled neighbours)")
     for n, v in sorted(scores.items(), key=lambda kv: -kv[1]):
         click.echo(f"  {n:10} {v:.3f}")
 
@@ -291,7 +253,7 @@ def map_cmd(index_dir, out, max_faces, thumbnails, seed):
 
     from fecsearch.store.database import FaceStore
 
-    store = FaceStore(index_dir, create=False)
+    store = FaceStore(index_dir, readonly=True)
     ids, vectors = store.embeddings()
     rng = np.random.default_rng(seed)
     if len(ids) > max_faces:

@@ -5,7 +5,12 @@ import json
 
 import click
 
-DEFAULT_INDEX = "indexes/default"
+from fecsearch.evaluation.rankdiff import STUDY_MAX_N, STUDY_QUERIES, STUDY_SEED
+from fecsearch.faces.detect import DetectorConfig
+from fecsearch.models.config import DEFAULT_BASELINE, DEFAULT_MODEL
+from fecsearch.store.database import DEFAULT_INDEX_DIR
+
+DEFAULT_INDEX = str(DEFAULT_INDEX_DIR)
 
 
 def fail(message: str) -> None:
@@ -17,16 +22,33 @@ def echo_json(data) -> None:
 
 
 def detector_options(f):
-    f = click.option("--min-face", default=20, show_default=True, help="Smallest face MTCNN looks for, in pixels of the detection canvas.")(f)
-    f = click.option("--min-prob", default=0.9, show_default=True, help="Drop faces MTCNN is less sure of.")(f)
-    f = click.option("--thresholds", default="0.6,0.7,0.7", show_default=True, help="MTCNN's three stage thresholds.")(f)
-    f = click.option("--canvas", default=1024, show_default=True, help="Detection canvas size: larger finds smaller faces, slower.")(f)
+    """MTCNN's settings, defaulting to DetectorConfig's."""
+    d = DetectorConfig()
+    f = click.option("--min-face", default=d.min_face_size, show_default=True,
+                     help="Smallest face MTCNN looks for, in pixels of the detection canvas.")(f)
+    f = click.option("--min-prob", default=d.min_probability, show_default=True,
+                     help="Drop faces MTCNN is less sure of.")(f)
+    f = click.option("--thresholds", default=",".join(str(v) for v in d.thresholds), show_default=True,
+                     help="MTCNN's three stage thresholds.")(f)
+    f = click.option("--canvas", default=d.canvas_size, show_default=True,
+                     help="Detection canvas size: larger finds smaller faces, slower.")(f)
     return f
 
 
-def make_detector_config(min_face, min_prob, thresholds, canvas):
-    from fecsearch.faces.detect import DetectorConfig
+def study_options(what: str = ""):
+    """The rank-difference study's parameters, shared by `bench rank-diff` and the rating page of
+    `serve`: the same values give the same study, so votes cast in either place add up."""
+    def decorate(f):
+        f = click.option("--seed", default=STUDY_SEED, show_default=True, help=f"{what}Seed of the query draw.")(f)
+        f = click.option("--max-n", default=STUDY_MAX_N, show_default=True, help=f"{what}Largest N.")(f)
+        f = click.option("--queries", "n_queries", default=STUDY_QUERIES, show_default=True,
+                         help=f"{what}Queries drawn from the folder.")(f)
+        f = click.option("--b", "model_b", default=DEFAULT_BASELINE, show_default=True, help=f"{what}Embedding B.")(f)
+        return click.option("--a", "model_a", default=DEFAULT_MODEL, show_default=True, help=f"{what}Embedding A.")(f)
+    return decorate
 
+
+def make_detector_config(min_face, min_prob, thresholds, canvas):
     try:
         th = tuple(float(v) for v in thresholds.split(","))
         assert len(th) == 3
@@ -40,9 +62,9 @@ def device_option(f):
 
 
 def pick_device(device):
-    import torch
+    from fecsearch.models.registry import default_device
 
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return default_device(device)
 
 
 class IndexProblem(click.ClickException):

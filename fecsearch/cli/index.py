@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -23,7 +21,7 @@ def models(as_json):
     Example:
       fecsearch models --json
     """
-    from fecsearch.models.registry import DEFAULT_MODEL, WEIGHTS_DIR, get_config, list_models, weights_path
+    from fecsearch.models.config import DEFAULT_MODEL, WEIGHTS_DIR, get_config, list_models, weights_path
 
     measured_path = WEIGHTS_DIR / "measured.json"
     measured = json.loads(measured_path.read_text()) if measured_path.exists() else {}
@@ -102,24 +100,16 @@ def index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_siz
 def run_index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_size, mirror, as_json, quiet,
               detector_config, device):
     from fecsearch.ingest.indexer import Indexer
-    from fecsearch.models.registry import DEFAULT_MODEL, MissingWeights, create_model, weights_checksum
+    from fecsearch.models.registry import MissingWeights
     from fecsearch.store.database import FaceStore, ModelMismatch
 
-    store = FaceStore(index_dir)
-    model_name = model_name or store.meta("model") or DEFAULT_MODEL
-    checkpoint = checkpoint or store.meta("checkpoint") or None
-    device = pick_device(device)
     try:
-        model = create_model(model_name, checkpoint=checkpoint, device=device)
-        model.config = replace(model.config, mirror_average=mirror)
-        indexer = Indexer(store, model, model_name, weights_checksum(model_name, checkpoint), cropped=cropped,
-                          detector_config=detector_config,
-                          workers=workers, chunk_size=chunk_size, device=device, progress=not quiet and not as_json,
-                          report=lambda m: click.echo(m, err=True))
+        indexer = Indexer.for_folder(FaceStore(index_dir), model_name, checkpoint, mirror, cropped=cropped,
+                                     detector_config=detector_config, workers=workers, chunk_size=chunk_size,
+                                     device=pick_device(device), progress=not quiet and not as_json,
+                                     report=lambda m: click.echo(m, err=True))
     except (MissingWeights, ModelMismatch, KeyError) as err:
         fail(str(err).strip("'\""))
-    if checkpoint:
-        store.set_meta("checkpoint", os.path.abspath(checkpoint))
     summary = indexer.run(folder)
     if as_json:
         echo_json(summary.to_dict())
@@ -154,48 +144,35 @@ def embed(paths, out, model_name, checkpoint, cropped, min_face, min_prob, thres
       fecsearch embed ../shared/data/ckplus48 --cropped --out ck.npz
     """
     import numpy as np
-    from tqdm import tqdm
 
-    from fecsearch.faces.images import BadImage, find_images, load_image
-    from fecsearch.models.pipeline import FacePipeline
-    from fecsearch.models.registry import DEFAULT_MODEL, MissingWeights, create_model
+    from fecsearch.faces.images import find_images
+    from fecsearch.models.config import DEFAULT_MODEL
+    from fecsearch.models.pipeline import FacePipeline, embed_files
+    from fecsearch.models.registry import MissingWeights, create_model
 
     model_name = model_name or DEFAULT_MODEL
     try:
         model = create_model(model_name, checkpoint=checkpoint, device=pick_device(device))
     except (MissingWeights, KeyError) as err:
         fail(str(err).strip("'\""))
-    pipeline = FacePipeline(model, cropped, make_detector_config(min_face, min_prob, thresholds, canvas))
+    pipeline = FacePipeline(model, cropped, make_detector_config(min_face, min_prob, thresholds, canvas),
+                            device=pick_device(device))
     files, skipped = [], []
     for p in paths:
         found, problems = find_images(p)
         files += found
         skipped += [f"{path}: {reason}" for path, reason in problems]
-    names, vectors, boxes = [], [], []
-    for i in tqdm(range(0, len(files), 256 if cropped else 8), unit="batch", desc="embedding"):
-        batch, images = [], []
-        for f in files[i:i + (256 if cropped else 8)]:
-            try:
-                images.append(load_image(f))
-                batch.append(f)
-            except BadImage as err:
-                skipped.append(str(err))
-        found = pipeline.find_faces(images)
-        faces = [face for fs in found for face in fs]
-        vectors.append(pipeline.embed(faces))
-        for f, fs in zip(batch, found):
-            names += [str(f)] * len(fs)
-            boxes += [face.box for face in fs]
+    faces = embed_files(pipeline, files, progress=True)
+    skipped += faces.skipped
     for s in skipped:
         click.echo(f"skipped {s}", err=True)
-    dim = model.config.embedding_size
-    emb = np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez(tmp, paths=np.array(names), embeddings=emb.astype(np.float32),
-             boxes=np.array(boxes, np.float32).reshape(-1, 4), model=model_name)
+    np.savez(tmp, paths=np.array(faces.paths), embeddings=faces.vectors.astype(np.float32),
+             boxes=np.array(faces.boxes, np.float32).reshape(-1, 4), model=model_name)
     tmp.replace(out)
-    click.echo(f"{len(names)} faces from {len(files) - len(skipped)} images -> {out} ({len(skipped)} skipped)")
+    click.echo(f"{len(faces.paths)} faces from {len(files) - len(faces.skipped)} images -> {out} "
+               f"({len(skipped)} skipped)")
 
 
 @click.command()
@@ -213,7 +190,7 @@ def info(index_dir, as_json, show_skipped, check):
       fecsearch info --check
     """
     from fecsearch.store.database import DB_NAME, FaceStore
-    from fecsearch.vectors.faiss_index import VectorIndex
+    from fecsearch.vectors.faiss_index import VectorIndex, index_report
 
     try:
         store = FaceStore(index_dir, readonly=True)
@@ -230,10 +207,8 @@ def info(index_dir, as_json, show_skipped, check):
                f"`fecsearch index` on their folder embeds them again" if bad else ""))
     index = VectorIndex.open(store, gpu=False, save=False)
     db_bytes = sum(p.stat().st_size for p in Path(index_dir).glob(DB_NAME + "*"))
-    data = {"index": str(index_dir), "model": store.meta("model"), "dim": int(store.meta("dim", "0") or 0),
-            "distance": store.meta("distance"), "checkpoint": store.meta("checkpoint"), **store.counts(),
-            "index_type": index.kind, "faiss_rebuilt": index.rebuilt, "database_bytes": db_bytes,
-            "faiss_bytes": index.size_on_disk()}
+    data = {"index": str(index_dir), **index_report(store, index), "checkpoint": store.meta("checkpoint"),
+            "faiss_rebuilt": index.rebuilt, "database_bytes": db_bytes, "faiss_bytes": index.size_on_disk()}
     if show_skipped:
         data["skipped_files"] = store.skipped_images()
     if report:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from fecsearch.cli.common import DEFAULT_INDEX, detector_options, device_option, fail, make_detector_config, pick_device
+from fecsearch.cli.common import (DEFAULT_INDEX, detector_options, device_option, fail, make_detector_config, pick_device,
+                                  study_options)
 
 
 @click.command()
@@ -20,11 +21,7 @@ from fecsearch.cli.common import DEFAULT_INDEX, detector_options, device_option,
                    "`fecsearch bench rank-diff --data FOLDER` with the same --a/--b/--queries/--max-n/--seed.")
 @click.option("--votes", "votes_db", type=click.Path(path_type=Path), default=Path("votes.db"), show_default=True,
               help="SQLite file the rating page writes votes to (what `bench rank-diff --judge people` reads).")
-@click.option("--a", "model_a", default="fecnet-lite-16d", show_default=True, help="Rating study: embedding A.")
-@click.option("--b", "model_b", default="affnet-lite-cl-p", show_default=True, help="Rating study: embedding B.")
-@click.option("--queries", "n_queries", default=100, show_default=True, help="Rating study: queries.")
-@click.option("--max-n", default=10, show_default=True, help="Rating study: largest N.")
-@click.option("--seed", default=0, show_default=True, help="Rating study: seed of the query draw.")
+@study_options("Rating study: ")
 @detector_options
 @device_option
 def serve(index_dir, host, port, max_upload_mb, rate_dir, votes_db, model_a, model_b, n_queries, max_n, seed,

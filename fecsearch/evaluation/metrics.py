@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from fecsearch.data.triplets import TRIPLET_TYPES, Triplet
-from fecsearch.vectors.metrics import DISTANCES, pairwise
+from fecsearch.vectors.metrics import DISTANCES, nearest, normalise, pairwise
 
 
 def triplet_correct(e1: np.ndarray, e2: np.ndarray, e3: np.ndarray, odd: np.ndarray, distance: str) -> np.ndarray:
@@ -38,16 +38,7 @@ def triplet_accuracy(embeddings: dict[str, np.ndarray], triplets: list[Triplet],
 def knn_scores(train: np.ndarray, train_labels: np.ndarray, query: np.ndarray, k: int, classes: int,
                distance: str = "l2", exclude_self: bool = False) -> np.ndarray:
     """Per-class scores of each query: the fraction of its K nearest labelled faces in each class."""
-    import faiss
-
-    train = np.ascontiguousarray(train, dtype=np.float32)
-    query = np.ascontiguousarray(query, dtype=np.float32)
-    if distance == "cosine":
-        train = train / (np.linalg.norm(train, axis=1, keepdims=True) + 1e-12)
-        query = query / (np.linalg.norm(query, axis=1, keepdims=True) + 1e-12)
-    index = faiss.IndexFlatL2(train.shape[1])
-    index.add(train)
-    _, nn = index.search(query, k + int(exclude_self))
+    nn = nearest(train, query, k + int(exclude_self), distance)
     if exclude_self:
         nn = nn[:, 1:]
     labels = train_labels[nn]
@@ -83,12 +74,10 @@ def subject_independent_retrieval(vectors: np.ndarray, labels: np.ndarray, subje
                                   distance: str = "l2") -> dict:
     """Share of each query's `top` nearest faces, other subjects only, that show the query's expression."""
     subjects = np.array(subjects)
-    v = np.asarray(vectors, np.float64)
-    if distance == "cosine":
-        v = v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-12)
+    v = normalise(vectors, np.float64) if distance == "cosine" else np.asarray(vectors, np.float64)
     d = ((v[:, None, :] - v[None, :, :]) ** 2).sum(-1)
     d[subjects[:, None] == subjects[None, :]] = np.inf  # the query's own subject never counts
-    nearest = np.argsort(d, axis=1)[:, :top]
-    hits = labels[nearest] == labels[:, None]
+    ranked = np.argsort(d, axis=1)[:, :top]
+    hits = labels[ranked] == labels[:, None]
     chance = float(np.mean([(labels[subjects != s] == c).mean() for s, c in zip(subjects, labels)]))
     return {"precision_at_top": float(hits.mean()), "top": top, "queries": int(len(labels)), "chance": chance}

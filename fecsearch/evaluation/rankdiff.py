@@ -21,9 +21,16 @@ from typing import Callable, Hashable, Protocol, Sequence
 
 import numpy as np
 
+from fecsearch.data.triplets import tv_distance
+
 from fecsearch.vectors.metrics import nearest
 
 Face = Hashable
+
+# The study's defaults: `bench rank-diff` and the rating page of `serve` draw the same queries.
+STUDY_QUERIES = 100
+STUDY_MAX_N = 10
+STUDY_SEED = 0
 
 
 class Judge(Protocol):
@@ -92,8 +99,7 @@ class VoteJudge:
 
     def compare(self, query: Face, first: Face, second: Face) -> int:
         q = self.votes[query]
-        d1 = 0.5 * np.abs(self.votes[first] - q).sum()
-        d2 = 0.5 * np.abs(self.votes[second] - q).sum()
+        d1, d2 = tv_distance(self.votes[first], q), tv_distance(self.votes[second], q)
         return int(np.sign(d2 - d1))
 
 
@@ -135,8 +141,8 @@ class Study:
         return dict(zip(self.names, self.paths))
 
 
-def plan_study(data_dir: str | Path, model_a: str, model_b: str, n_queries: int = 100, max_n: int = 10,
-               seed: int = 0) -> Study:
+def plan_study(data_dir: str | Path, model_a: str, model_b: str, n_queries: int = STUDY_QUERIES,
+               max_n: int = STUDY_MAX_N, seed: int = STUDY_SEED) -> Study:
     """Draw the queries with a fixed seed and rank the rest of the folder under both embeddings."""
     from fecsearch.data.labels import read_ferplus
     from fecsearch.evaluation.metrics import embed_paths
@@ -163,3 +169,40 @@ def plan_study(data_dir: str | Path, model_a: str, model_b: str, n_queries: int 
         hits = nearest(vectors[collection], vectors[query_idx], max_n, model.config.distance)
         ranked.append([[names[collection[j]] for j in row] for row in hits])
     return Study(data_dir, names, paths, [names[q] for q in query_idx], ranked[0], ranked[1], votes)
+
+
+@dataclass
+class StudyResult:
+    """Each query's rank-difference curve, and their mean and standard error for N = 1..max_n."""
+    per_query: list[dict]
+    mean: np.ndarray
+    sem: np.ndarray
+
+    def summary(self) -> dict:
+        ns = range(1, len(self.mean) + 1)
+        return {"mean_by_n": {str(n): round(float(v), 4) for n, v in zip(ns, self.mean)},
+                "sem_by_n": {str(n): round(float(v), 4) for n, v in zip(ns, self.sem)}}
+
+    def plot(self, path: str | Path, title: str) -> None:
+        """The curve with its standard errors, as the paper's Figure 6 draws it."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.errorbar(np.arange(1, len(self.mean) + 1), self.mean, yerr=self.sem, marker="o", capsize=3)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set(xlabel="N (faces retrieved per embedding)", ylabel="rank-difference", title=title, ylim=(-1, 1))
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+
+
+def score_study(study: Study, compare: Callable[[Face, Face, Face], int], max_n: int) -> StudyResult:
+    """Every query's curve under one judge, and the mean curve."""
+    per_query = [{"query": q, "curve": rank_difference_curve(q, a, b, compare, max_n), "a": a, "b": b}
+                 for q, a, b in zip(study.queries, study.ranked_a, study.ranked_b)]
+    curves = np.array([r["curve"] for r in per_query])
+    sem = curves.std(axis=0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else np.zeros(max_n)
+    return StudyResult(per_query, curves.mean(axis=0), sem)

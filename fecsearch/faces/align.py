@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from fecsearch.faces.detect import DetectedFace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # detection needs torch; alignment does not
+    from fecsearch.faces.detect import DetectedFace
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from PIL import Image
 
 
@@ -35,7 +34,9 @@ class DetectorConfig:
 class FaceDetector:
     """MTCNN over images of any sizes; returns every face with box, probability, landmarks."""
 
-    def __init__(self, config: DetectorConfig | None = None, device: str | torch.device = "cpu"):
+    def __init__(self, config: DetectorConfig | None = None, device="cpu"):
+        import torch  # here, not at import: DetectorConfig is read by commands that never detect
+
         from fecsearch.faces.mtcnn import Cascade
 
         self.config = config or DetectorConfig()

@@ -17,7 +17,9 @@ from tqdm import tqdm
 from fecsearch.faces.detect import DetectorConfig
 from fecsearch.faces.images import file_sha256, find_images
 from fecsearch.ingest.workers import Decoded, decode_ahead, decode_file, torch_threads
+from fecsearch.models.config import DEFAULT_MODEL
 from fecsearch.models.network import FaceEmbedder
+from fecsearch.models.registry import create_model, weights_checksum
 from fecsearch.models.pipeline import FacePipeline
 from fecsearch.store.database import FaceRecord, FaceStore
 from fecsearch.vectors.faiss_index import VectorIndex
@@ -68,6 +70,20 @@ class Indexer:
         # Cropped faces are tiny and quick: big chunks. Photos need detection: small chunks keep
         # the work lost to an interruption small.
         self.chunk_size = chunk_size or (512 if cropped else 16)
+
+    @classmethod
+    def for_folder(cls, store: FaceStore, model_name: str | None = None, checkpoint: str | None = None,
+                   mirror: bool = True, device: str = "cpu", **options) -> "Indexer":
+        """An indexer with the index's model: the one asked for, else the one the index was built with,
+        else the default. A checkpoint is remembered so that later runs and queries use the same weights."""
+        model_name = model_name or store.meta("model") or DEFAULT_MODEL
+        checkpoint = checkpoint or store.meta("checkpoint") or None
+        model = create_model(model_name, checkpoint=checkpoint, device=device)
+        model.config = replace(model.config, mirror_average=mirror)
+        indexer = cls(store, model, model_name, weights_checksum(model_name, checkpoint), device=device, **options)
+        if checkpoint:
+            store.set_meta("checkpoint", os.path.abspath(checkpoint))
+        return indexer
 
     def plan(self, root: Path, summary: IndexSummary, run_id: int) -> list[tuple[Path, int, float]]:
         """Which files need embedding; drops from the store the ones that are gone, and records the

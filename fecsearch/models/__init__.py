@@ -1,10 +1,21 @@
-"""Embedding models: a frozen trunk and a trained head, each with its own preprocessing."""
-from fecsearch.models.checkpoints import read_checkpoint_config, save_checkpoint
-from fecsearch.models.config import EMOTIONS, ModelConfig, Preprocess
-from fecsearch.models.network import FaceEmbedder
-from fecsearch.models.preprocess import prepare_face
-from fecsearch.models.registry import DEFAULT_MODEL, MissingWeights, create_model, get_config, list_models
+"""Embedding models: a frozen trunk and a trained head, each with its own preprocessing.
 
-__all__ = ["DEFAULT_MODEL", "EMOTIONS", "FaceEmbedder", "MissingWeights", "ModelConfig", "Preprocess",
-           "create_model", "get_config", "list_models", "prepare_face", "read_checkpoint_config",
-           "save_checkpoint"]
+The names below are loaded on first use, so that reading a model's config (models/config.py)
+does not import torch.
+"""
+from importlib import import_module
+
+_WHERE = {
+    "DEFAULT_MODEL": "config", "EMOTIONS": "config", "ModelConfig": "config", "Preprocess": "config",
+    "get_config": "config", "list_models": "config",
+    "FaceEmbedder": "network", "prepare_face": "preprocess",
+    "MissingWeights": "registry", "create_model": "registry",
+    "read_checkpoint_config": "checkpoints", "save_checkpoint": "checkpoints",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'fecsearch.models' has no attribute '{name}'")
+    return getattr(import_module(f"fecsearch.models.{_WHERE[name]}"), name)

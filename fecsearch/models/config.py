@@ -1,4 +1,5 @@
-"""What a model is: its family, trunk, head, output and the preprocessing its weights were trained with.
+"""What a model is (family, trunk, head, output, the preprocessing its weights were trained with),
+and the named models fecsearch knows. Needs no torch: the command line reads it to start fast.
 
 A model's config travels inside its safetensors file (metadata "config"), so the preprocessing
 used to embed a query is by construction the one its weights were trained with."""
@@ -6,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from fecsearch.faces.align import PAPER_GEOMETRY, FaceGeometry
 
@@ -82,3 +84,61 @@ LITE_HEAD = {"block_channels": 256, "layers": 5, "growth": 32, "fc_size": 512, "
 # pooling grid) of faces framed like their FER training crops: aligned at 48 px and upscaled,
 # grey, so that a photo's face reaches the network as blurred and as colourless as FER's.
 FACERES_PREPROCESS = Preprocess(112, 3, 0.0, 1 / 255, LITE_GEOMETRY, colour=False)
+
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+_MODELS = {
+    c.name: c
+    for c in [
+        ModelConfig("fecnet-16d", "fecnet", "facenet", PAPER_PREPROCESS, weights="fecnet-16d.safetensors"),
+        ModelConfig("affnet-cl-p", "affnet", "facenet", PAPER_PREPROCESS, dim=8, output="penultimate",
+                    distance="cosine", weights="affnet-cl.safetensors", classes=EMOTIONS),
+        ModelConfig("affnet-cl-f", "affnet", "facenet", PAPER_PREPROCESS, dim=8, output="final",
+                    distance="cosine", weights="affnet-cl.safetensors", classes=EMOTIONS),
+        ModelConfig("fecnet-lite-16d", "fecnet", "lite", LITE_PREPROCESS, LITE_HEAD,
+                    weights="fecnet-lite-16d.safetensors"),
+        ModelConfig("affnet-lite-cl-p", "affnet", "lite", LITE_PREPROCESS, LITE_HEAD, dim=8,
+                    output="penultimate", distance="cosine", weights="affnet-lite-cl.safetensors",
+                    classes=EMOTIONS),
+        ModelConfig("affnet-lite-cl-f", "affnet", "lite", LITE_PREPROCESS, LITE_HEAD, dim=8,
+                    output="final", distance="cosine", weights="affnet-lite-cl.safetensors",
+                    classes=EMOTIONS),
+        ModelConfig("fecnet-faceres-16d", "fecnet", "faceres", FACERES_PREPROCESS,
+                    weights="fecnet-faceres-16d.safetensors"),
+        ModelConfig("affnet-faceres-cl-p", "affnet", "faceres", FACERES_PREPROCESS, dim=8, output="penultimate",
+                    distance="cosine", weights="affnet-faceres-cl.safetensors", classes=EMOTIONS),
+        ModelConfig("affnet-faceres-cl-f", "affnet", "faceres", FACERES_PREPROCESS, dim=8, output="final",
+                    distance="cosine", weights="affnet-faceres-cl.safetensors", classes=EMOTIONS),
+    ]
+}
+
+
+# What `index`, `query` and `serve` use unless told otherwise: the fast model trained offline here.
+DEFAULT_MODEL = "fecnet-lite-16d"
+
+
+def list_models() -> list[str]:
+    return list(_MODELS)
+
+
+def get_config(name: str) -> ModelConfig:
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model '{name}'; known models: {', '.join(_MODELS)}") from None
+
+
+def weights_path(config: ModelConfig) -> Path | None:
+    return WEIGHTS_DIR / config.weights if config.weights else None
+
+
+def baseline_of(name: str) -> str:
+    """The paper's comparison for a FECNet: AFFNet-CL-P, an emotion classifier's penultimate layer on
+    the same trunk."""
+    trunk = get_config(name).trunk
+    return next(n for n, c in _MODELS.items() if c.trunk == trunk and c.family == "affnet" and c.output == "penultimate")
+
+
+DEFAULT_BASELINE = baseline_of(DEFAULT_MODEL)

@@ -9,7 +9,7 @@ from PIL import Image
 
 from fecsearch.faces.align import align_detected
 from fecsearch.faces.detect import DetectedFace, DetectorConfig, FaceDetector
-from fecsearch.faces.images import original_scale
+from fecsearch.faces.images import BadImage, load_image, original_scale
 from fecsearch.models.network import FaceEmbedder
 from fecsearch.models.preprocess import prepare_faces
 
@@ -25,6 +25,11 @@ class FoundFace:
     def area(self) -> float:
         x1, y1, x2, y2 = self.box
         return (x2 - x1) * (y2 - y1)
+
+
+def largest_face(faces: list[FoundFace]) -> int:
+    """Which face a query means when it does not say: the largest."""
+    return max(range(len(faces)), key=lambda i: faces[i].area)
 
 
 class FacePipeline:
@@ -58,3 +63,36 @@ class FacePipeline:
             return np.zeros((0, self.model.config.embedding_size), np.float32)
         batch = prepare_faces([f.crop for f in faces], self.preprocess)
         return self.network.embed(batch)
+
+
+@dataclass
+class EmbeddedFaces:
+    """The faces found in a list of files: one row per face."""
+    paths: list[str]
+    vectors: np.ndarray
+    boxes: list[tuple[float, float, float, float]]
+    skipped: list[str]  # one sentence per file that could not be read, naming it
+
+
+def embed_files(pipeline: FacePipeline, files: list, batch_size: int | None = None,
+                progress: bool = False) -> EmbeddedFaces:
+    """Find and embed the faces of every file, a batch at a time; unreadable files are skipped."""
+    from tqdm import tqdm
+
+    batch_size = batch_size or (256 if pipeline.cropped else 8)
+    paths, vectors, boxes, skipped = [], [], [], []
+    for i in tqdm(range(0, len(files), batch_size), unit="batch", desc="embedding", disable=not progress):
+        batch, images = [], []
+        for f in files[i:i + batch_size]:
+            try:
+                images.append(load_image(f))
+                batch.append(f)
+            except BadImage as err:
+                skipped.append(str(err))
+        found = pipeline.find_faces(images)
+        vectors.append(pipeline.embed([face for fs in found for face in fs]))
+        for f, fs in zip(batch, found):
+            paths += [str(f)] * len(fs)
+            boxes += [face.box for face in fs]
+    dim = pipeline.model.config.embedding_size
+    return EmbeddedFaces(paths, np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32), boxes, skipped)

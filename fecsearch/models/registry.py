@@ -1,4 +1,4 @@
-"""The named models fecsearch knows, where their weights are, and how to load one."""
+"""Loading a named model (models/config.py) with its trained weights."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -9,59 +9,17 @@ from safetensors.torch import load_file
 
 from fecsearch.faces.images import file_sha256
 from fecsearch.models.checkpoints import read_checkpoint_config
-from fecsearch.models.config import (EMOTIONS, FACERES_PREPROCESS, LITE_HEAD, LITE_PREPROCESS, PAPER_PREPROCESS,
-                                     ModelConfig)
+from fecsearch.models.config import DEFAULT_MODEL, get_config, weights_path
 from fecsearch.models.network import FaceEmbedder, build_trunk
-
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-
-
-_MODELS = {
-    c.name: c
-    for c in [
-        ModelConfig("fecnet-16d", "fecnet", "facenet", PAPER_PREPROCESS, weights="fecnet-16d.safetensors"),
-        ModelConfig("affnet-cl-p", "affnet", "facenet", PAPER_PREPROCESS, dim=8, output="penultimate",
-                    distance="cosine", weights="affnet-cl.safetensors", classes=EMOTIONS),
-        ModelConfig("affnet-cl-f", "affnet", "facenet", PAPER_PREPROCESS, dim=8, output="final",
-                    distance="cosine", weights="affnet-cl.safetensors", classes=EMOTIONS),
-        ModelConfig("fecnet-lite-16d", "fecnet", "lite", LITE_PREPROCESS, LITE_HEAD,
-                    weights="fecnet-lite-16d.safetensors"),
-        ModelConfig("affnet-lite-cl-p", "affnet", "lite", LITE_PREPROCESS, LITE_HEAD, dim=8,
-                    output="penultimate", distance="cosine", weights="affnet-lite-cl.safetensors",
-                    classes=EMOTIONS),
-        ModelConfig("affnet-lite-cl-f", "affnet", "lite", LITE_PREPROCESS, LITE_HEAD, dim=8,
-                    output="final", distance="cosine", weights="affnet-lite-cl.safetensors",
-                    classes=EMOTIONS),
-        ModelConfig("fecnet-faceres-16d", "fecnet", "faceres", FACERES_PREPROCESS,
-                    weights="fecnet-faceres-16d.safetensors"),
-        ModelConfig("affnet-faceres-cl-p", "affnet", "faceres", FACERES_PREPROCESS, dim=8, output="penultimate",
-                    distance="cosine", weights="affnet-faceres-cl.safetensors", classes=EMOTIONS),
-        ModelConfig("affnet-faceres-cl-f", "affnet", "faceres", FACERES_PREPROCESS, dim=8, output="final",
-                    distance="cosine", weights="affnet-faceres-cl.safetensors", classes=EMOTIONS),
-    ]
-}
-
-
-DEFAULT_MODEL = "fecnet-lite-16d"
 
 
 class MissingWeights(RuntimeError):
     pass
 
 
-def list_models() -> list[str]:
-    return list(_MODELS)
-
-
-def get_config(name: str) -> ModelConfig:
-    try:
-        return _MODELS[name]
-    except KeyError:
-        raise KeyError(f"unknown model '{name}'; known models: {', '.join(_MODELS)}") from None
-
-
-def weights_path(config: ModelConfig) -> Path | None:
-    return WEIGHTS_DIR / config.weights if config.weights else None
+def default_device(device: str | None = None) -> str:
+    """The device asked for, else CUDA when there is one, else the CPU."""
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def create_model(name: str, checkpoint: str | Path | None = None, random_init: bool = False,

@@ -3,16 +3,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from fecsearch.faces.detect import DetectorConfig
 from fecsearch.faces.images import load_image, original_scale
 from fecsearch.models.network import FaceEmbedder
-from fecsearch.models.pipeline import FacePipeline, FoundFace
+from fecsearch.models.pipeline import FacePipeline, FoundFace, largest_face
 from fecsearch.models.registry import create_model, weights_checksum
 from fecsearch.store.database import FaceStore, ModelMismatch
-from fecsearch.vectors.faiss_index import VectorIndex
+from fecsearch.vectors.faiss_index import VectorIndex, index_report
 
 
 def load_index_model(store: FaceStore, device: str = "cpu") -> tuple[FaceEmbedder, str]:
@@ -40,6 +41,16 @@ class QueryFace:
 
 
 @dataclass
+class IndexedFace:
+    face_id: int
+    path: str
+    face_index: int  # which face of its image, left to right
+    box: tuple[float, float, float, float]
+    probability: float
+    embedding: np.ndarray
+
+
+@dataclass
 class Result:
     rank: int
     distance: float
@@ -53,11 +64,20 @@ class Result:
 
 
 class Searcher:
-    """Keeps the model and the FAISS index loaded: many queries, one start-up."""
+    """An index opened for searching: the model and the FAISS index stay loaded, so many queries pay
+    for one start-up. Opened read-only; `fecsearch.open_index` is the public way to get one.
+
+    >>> index = fecsearch.open_index("indexes/default")
+    >>> index.search_image("smile.jpg", k=5)       # by the largest face of a photo
+    >>> index.search_face(42)                      # by a face already in the index
+    >>> index.search_vector(vector)                # by an embedding
+    >>> for face in index.faces(): ...             # every face, with its path, box and embedding
+    """
 
     def __init__(self, index_dir: str | Path, device: str = "cpu", detector_config: DetectorConfig | None = None,
                  save_index: bool = True):
         self.store = FaceStore(index_dir, readonly=True)
+        self.device = device
         self.model, self.model_name = load_index_model(self.store, device)
         self.detector_config = detector_config
         self._pipelines: dict[bool, FacePipeline] = {}
@@ -66,7 +86,7 @@ class Searcher:
 
     def pipeline(self, cropped: bool) -> FacePipeline:
         if cropped not in self._pipelines:
-            self._pipelines[cropped] = FacePipeline(self.model, cropped, self.detector_config)
+            self._pipelines[cropped] = FacePipeline(self.model, cropped, self.detector_config, device=self.device)
         return self._pipelines[cropped]
 
     def faces_of(self, image_path: str | Path, cropped: bool = False) -> list[FoundFace]:
@@ -77,7 +97,7 @@ class Searcher:
         if not faces:
             raise LookupError(f"{image_path}: no face found")
         if face is None:  # the largest face
-            face = max(range(len(faces)), key=lambda i: faces[i].area)
+            face = largest_face(faces)
         elif not 0 <= face < len(faces):
             raise LookupError(f"{image_path}: has {len(faces)} face(s); --face takes 0 to {len(faces) - 1}")
         vector = self.pipeline(cropped).embed([faces[face]])[0]
@@ -96,6 +116,43 @@ class Searcher:
 
     def search(self, vector: np.ndarray, k: int = 10) -> list[Result]:
         return nearest_faces(self.index, self.store, vector, k)
+
+    def search_image(self, image_path: str | Path, k: int = 10, face: int | None = None,
+                     cropped: bool = False) -> list[Result]:
+        """The k faces nearest in expression to a face of the image (default: its largest)."""
+        return self.search(self.query_image(image_path, face, cropped).vector, k)
+
+    def search_face(self, face_id: int, k: int = 10) -> list[Result]:
+        """The k faces nearest to one already in the index (the first result is that face itself)."""
+        return self.search(self.query_face_id(face_id).vector, k)
+
+    def search_vector(self, vector: np.ndarray, k: int = 10) -> list[Result]:
+        """The k faces nearest to an embedding of this index's model (index.model_name)."""
+        vector = np.asarray(vector, np.float32).reshape(-1)
+        if vector.shape[0] != self.model.config.embedding_size:
+            raise ValueError(f"the index holds {self.model.config.embedding_size}-d vectors of model "
+                             f"'{self.model_name}', not {vector.shape[0]}-d ones")
+        return self.search(vector, k)
+
+    def faces(self) -> Iterator[IndexedFace]:
+        """Every face of the index, in id order."""
+        for row in self.store.iter_faces():
+            yield IndexedFace(row["id"], row["path"], row["face_index"], (row["x1"], row["y1"], row["x2"], row["y2"]),
+                              row["probability"], np.frombuffer(row["embedding"], dtype=np.float32))
+
+    def classify(self, vector: np.ndarray, k: int = 200) -> tuple[dict[str, float], int]:
+        """K-NN emotion (the paper's Table 4): each label's share among the k nearest labelled faces,
+        and how many labelled neighbours were found. Labels come from `fecsearch label`."""
+        labels = self.store.labels()
+        if not labels:
+            raise LookupError(f"{self.store.dir} has no labels; add some with `fecsearch label`")
+        # Search deeper than k so that k labelled neighbours are found when some faces have no label.
+        hits = self.index.search(vector, min(len(self.index), k * 4))
+        votes = [labels[h.face_id] for h in hits if h.face_id in labels][:k]
+        return {n: votes.count(n) / max(1, len(votes)) for n in sorted(set(labels.values()))}, len(votes)
+
+    def info(self) -> dict:
+        return {"index": str(self.store.dir), **index_report(self.store, self.index)}
 
 
 def nearest_faces(index: VectorIndex, store: FaceStore, vector: np.ndarray, k: int) -> list[Result]:

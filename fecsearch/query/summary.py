@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fecsearch.vectors.metrics import normalise
+
 
 def summarize(vectors: np.ndarray, n: int) -> list[dict]:
     """Agglomerative clustering with cosine distance and complete linkage into n clusters; for each
@@ -14,7 +16,7 @@ def summarize(vectors: np.ndarray, n: int) -> list[dict]:
     if n <= 1:
         return [{"representative": 0, "members": list(range(len(vectors)))}] if len(vectors) else []
     labels = AgglomerativeClustering(n_clusters=n, metric="cosine", linkage="complete").fit_predict(vectors)
-    unit = vectors / (np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-12)
+    unit = normalise(vectors, np.float64)
     clusters = []
     for c in range(n):
         members = np.flatnonzero(labels == c)

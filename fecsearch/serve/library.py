@@ -14,10 +14,11 @@ from starlette.exceptions import HTTPException
 
 from fecsearch.faces.detect import DetectorConfig
 from fecsearch.faces.images import BadImage, decode_image, original_size
+from fecsearch.models.pipeline import largest_face
 from fecsearch.query.search import Searcher, nearest_faces
 from fecsearch.query.sheets import face_thumbnail
 from fecsearch.store.database import FaceStore
-from fecsearch.vectors.faiss_index import VectorIndex
+from fecsearch.vectors.faiss_index import VectorIndex, index_report
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
@@ -95,7 +96,7 @@ class Library:
             faces = pipeline.find_faces([image])[0]
             vectors = pipeline.embed(faces)
         if faces and face is None:
-            face = max(range(len(faces)), key=lambda i: faces[i].area)
+            face = largest_face(faces)
         if face is not None and not 0 <= face < max(1, len(faces)):
             raise HTTPException(400, f"{filename}: has {len(faces)} face(s); face takes 0 to {len(faces) - 1}")
         listed = []
@@ -143,11 +144,7 @@ class Library:
         return data
 
     def info(self) -> dict:
-        store = self.store()
-        vectors = self.vectors()
-        return {"index": str(self.index_dir.resolve()), "model": store.meta("model"), "dim": int(store.meta("dim", "0")),
-                "distance": store.meta("distance"), **store.counts(), "generation": store.generation,
-                "searchable_faces": len(vectors), "index_type": vectors.kind}
+        return {"index": str(self.index_dir.resolve()), **index_report(self.store(), self.vectors())}
 
     def summary(self, n: int) -> dict:
         from fecsearch.query.summary import summarize

@@ -1,14 +1,18 @@
 """The SQLite database: the source of truth for what an index holds.
 
-Tables (open the file with sqlite3 or datasette):
-  meta    key/value: schema_version, model, dim, distance, weights_sha256, checkpoint, generation
+Tables (open the file with sqlite3 or datasette; the columns are in COLUMNS below):
+  meta    key/value: schema_version, generation (bumped by every write), model, dim, distance,
+          weights_sha256, mirror_average (1 when faces are embedded with their mirror image),
+          checkpoint (weights file, when not the model's shipped ones)
   runs    one row per `fecsearch index` run: when, what, counts, status
   images  one row per file seen: path, size, mtime, sha256, status ok|skipped, error, face count
   faces   one row per face: image, box, landmarks, detection probability, embedding (float32 bytes)
   labels  one emotion label per face (fecsearch label): face_id, label, source
 
 The tables and the model's settings are each written in one transaction, so a run killed while it
-creates an index leaves either nothing or a whole index. Commands that only read open the file
+creates an index leaves either nothing or a whole index. An index written by an older fecsearch
+(a lower schema_version, or none) is migrated by the next run that writes it: missing columns are
+added, in the same transaction. Commands that only read open the file
 read-only; `index` holds a lock file beside it, so one run writes an index at a time.
 """
 from __future__ import annotations
@@ -26,9 +30,25 @@ import sqlite_utils
 from fecsearch.store.lock import WriterLock
 
 SCHEMA_VERSION = 1
-
-
+# The schema, in one place: table -> columns. Columns missing from an older index are added on its
+# next write (see _create_tables); a new column therefore needs a default-free, nullable type.
+COLUMNS = {
+    "meta": ["key TEXT PRIMARY KEY", "value TEXT"],
+    "runs": ["id INTEGER PRIMARY KEY", "started_at FLOAT", "finished_at FLOAT", "command TEXT", "root TEXT",
+             "model TEXT", "images_added INTEGER", "images_removed INTEGER", "faces_added INTEGER",
+             "skipped INTEGER", "status TEXT"],
+    "images": ["id INTEGER PRIMARY KEY", "path TEXT", "size INTEGER", "mtime FLOAT", "sha256 TEXT", "width INTEGER",
+               "height INTEGER", "status TEXT", "error TEXT", "faces INTEGER", "run_id INTEGER REFERENCES runs(id)",
+               "indexed_at FLOAT"],
+    "faces": ["id INTEGER PRIMARY KEY", "image_id INTEGER REFERENCES images(id)", "face_index INTEGER", "x1 FLOAT",
+              "y1 FLOAT", "x2 FLOAT", "y2 FLOAT", "probability FLOAT", "landmarks TEXT", "embedding BLOB",
+              "model TEXT", "run_id INTEGER REFERENCES runs(id)"],
+    "labels": ["face_id INTEGER PRIMARY KEY REFERENCES faces(id)", "label TEXT", "source TEXT"],
+}
+SQL_INDEXES = ["create unique index if not exists idx_images_path on images (path)",
+               "create index if not exists idx_faces_image_id on faces (image_id)"]
 DB_NAME = "faces.db"
+DEFAULT_INDEX_DIR = Path("indexes/default")  # relative to where the command runs
 
 
 class ModelMismatch(ValueError):
@@ -39,7 +59,7 @@ class IndexUnusable(RuntimeError):
     """The index folder cannot be used as it is; the message says why and what to do."""
 
 
-TABLES = ("meta", "runs", "images", "faces", "labels")
+TABLES = tuple(COLUMNS)
 
 
 def damaged(path: Path, err: Exception) -> IndexUnusable:
@@ -88,16 +108,23 @@ class FaceStore:
                 self.db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.DatabaseError as err:
             raise damaged(path, err) from None
-        if readonly:
-            if set(TABLES) - tables:
-                raise FileNotFoundError(f"{self.dir}: the index is empty (its first run stopped before any "
-                                        f"image was written); run `fecsearch index`")
-        else:
-            self._create_tables()
-        version = int(self.meta("schema_version", str(SCHEMA_VERSION)) or 0)
+        version = self.schema_version() if "meta" in tables else SCHEMA_VERSION
         if version > SCHEMA_VERSION:
             raise IndexUnusable(f"{path} was written by a newer fecsearch (schema {version}; this one reads "
                                 f"{SCHEMA_VERSION}); upgrade fecsearch.")
+        if readonly and version < SCHEMA_VERSION:  # a writable open migrates it
+            raise IndexUnusable(f"{path} was written by an older fecsearch (schema {version}; this one reads "
+                                f"{SCHEMA_VERSION}); run `fecsearch index --index {self.dir} FOLDER` once to "
+                                f"upgrade it (nothing is embedded again).")
+        if readonly and set(TABLES) - tables:
+            raise FileNotFoundError(f"{self.dir}: the index is empty (its first run stopped before any "
+                                    f"image was written); run `fecsearch index`")
+        if not readonly:
+            self._create_tables()
+
+    def schema_version(self) -> int:
+        """The index's schema version; 0 for an index from before versions were recorded."""
+        return int(self.meta("schema_version", "0") or 0)
 
     def _create_tables(self) -> None:
         """Every table, index and meta row in one transaction: a kill leaves all of it or none.
@@ -105,22 +132,18 @@ class FaceStore:
         db = self.db
         with db.conn:
             db.execute("BEGIN IMMEDIATE")
-            db.execute("create table if not exists meta (key TEXT PRIMARY KEY, value TEXT)")
-            db.execute("insert or ignore into meta (key, value) values ('schema_version', ?)", [str(SCHEMA_VERSION)])
+            for table, columns in COLUMNS.items():
+                db.execute(f"create table if not exists {table} ({', '.join(columns)})")
+                have = {row[1] for row in db.execute(f"pragma table_info({table})").fetchall()}
+                for column in columns:  # an index from an older fecsearch: add what it lacks
+                    if column.split()[0] not in have:
+                        db.execute(f"alter table {table} add column {column}")
+            for statement in SQL_INDEXES:
+                db.execute(statement)
             db.execute("insert or ignore into meta (key, value) values ('generation', '0')")
-            db.execute("create table if not exists runs (id INTEGER PRIMARY KEY, started_at FLOAT, finished_at FLOAT, "
-                       "command TEXT, root TEXT, model TEXT, images_added INTEGER, images_removed INTEGER, "
-                       "faces_added INTEGER, skipped INTEGER, status TEXT)")
-            db.execute("create table if not exists images (id INTEGER PRIMARY KEY, path TEXT, size INTEGER, "
-                       "mtime FLOAT, sha256 TEXT, width INTEGER, height INTEGER, status TEXT, error TEXT, "
-                       "faces INTEGER, run_id INTEGER REFERENCES runs(id), indexed_at FLOAT)")
-            db.execute("create unique index if not exists idx_images_path on images (path)")
-            db.execute("create table if not exists faces (id INTEGER PRIMARY KEY, image_id INTEGER REFERENCES "
-                       "images(id), face_index INTEGER, x1 FLOAT, y1 FLOAT, x2 FLOAT, y2 FLOAT, probability FLOAT, "
-                       "landmarks TEXT, embedding BLOB, model TEXT, run_id INTEGER REFERENCES runs(id))")
-            db.execute("create index if not exists idx_faces_image_id on faces (image_id)")
-            db.execute("create table if not exists labels (face_id INTEGER PRIMARY KEY REFERENCES faces(id), "
-                       "label TEXT, source TEXT)")
+            if self.schema_version() < SCHEMA_VERSION:  # new, or migrated above
+                db.execute("insert or replace into meta (key, value) values ('schema_version', ?)",
+                           [str(SCHEMA_VERSION)])
 
     def writer_lock(self, wait_message=None):
         """An exclusive lock on the index for one writing run (a lock file beside the database,
@@ -273,6 +296,19 @@ class FaceStore:
             f"embedding, images.path from faces join images on images.id = faces.image_id "
             f"where faces.id in ({marks})", face_ids)
         return {r["id"]: r for r in rows}
+
+    def iter_faces(self, page: int = 10_000):
+        """Every face in id order, with its image's path, read a page at a time."""
+        last = -1
+        while True:
+            rows = list(self.db.query(
+                "select faces.id, faces.image_id, faces.face_index, x1, y1, x2, y2, probability, landmarks, "
+                "embedding, images.path from faces join images on images.id = faces.image_id "
+                "where faces.id > ? order by faces.id limit ?", [last, page]))
+            yield from rows
+            if len(rows) < page:
+                return
+            last = rows[-1]["id"]
 
     def set_labels(self, labels: dict[str, str], source: str, by_name: bool = False) -> int:
         """Label every face of the images at these paths (or, by_name, with these file names);

@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from fecsearch.data.labels import read_labelled
 from fecsearch.data.triplets import validation_triplets
 from fecsearch.models.checkpoints import save_checkpoint
-from fecsearch.models.config import ModelConfig
+from fecsearch.models.config import ModelConfig, get_config
 from fecsearch.models.network import build_trunk, pretrained_trunk
 from fecsearch.models.preprocess import load_prepared
-from fecsearch.models.registry import create_model, get_config
+from fecsearch.models.registry import create_model
 from fecsearch.train.common import Checkpointer, Log, augment, cached_features, triplet_eval
 
 

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from fecsearch.data.triplets import (MARGINS, TRIPLET_TYPES, Triplet, ferplus_vote_triplets, label_triplets,
                                      validation_triplets)
 from fecsearch.models.checkpoints import save_checkpoint
+from fecsearch.models.config import get_config
 from fecsearch.models.network import build_trunk, pretrained_trunk
-from fecsearch.models.registry import create_model, get_config
+from fecsearch.models.registry import create_model
 from fecsearch.train.common import (Checkpointer, Log, TripletFaces, _load_state, augment, cached_features,
                                     load_triplet_faces, triplet_eval)
 

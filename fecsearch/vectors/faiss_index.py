@@ -151,3 +151,10 @@ class VectorIndex:
     def size_on_disk(self) -> int:
         path = self.store.dir / FAISS_NAME
         return path.stat().st_size if path.exists() else 0
+
+
+def index_report(store: FaceStore, index: VectorIndex) -> dict:
+    """What an index holds, as `fecsearch info`, the Python API and the server report it."""
+    return {"model": store.meta("model"), "dim": int(store.meta("dim", "0") or 0), "distance": store.meta("distance"),
+            "mirror_average": store.meta("mirror_average", "0") == "1", **store.counts(),
+            "generation": store.generation, "searchable_faces": len(index), "index_type": index.kind}

@@ -4,12 +4,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def normalise(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-
-
 DISTANCES = ("l1", "l2", "cosine")
+
+
+def normalise(vectors: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """Rows scaled to unit length (a zero row stays zero): cosine distance becomes L2 distance."""
+    vectors = np.ascontiguousarray(vectors, dtype=dtype)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 def pairwise(a: np.ndarray, b: np.ndarray, distance: str) -> np.ndarray:
@@ -19,16 +20,13 @@ def pairwise(a: np.ndarray, b: np.ndarray, distance: str) -> np.ndarray:
     if distance == "l2":
         return ((a - b) ** 2).sum(1)
     if distance == "cosine":
-        an = a / (np.linalg.norm(a, axis=1, keepdims=True) + 1e-12)
-        bn = b / (np.linalg.norm(b, axis=1, keepdims=True) + 1e-12)
-        return 1.0 - (an * bn).sum(1)
+        return 1.0 - (normalise(a, np.float64) * normalise(b, np.float64)).sum(1)
     raise ValueError(f"unknown distance '{distance}'; use one of {', '.join(DISTANCES)}")
 
 
 def nearest(vectors: np.ndarray, queries: np.ndarray, k: int, distance: str) -> np.ndarray:
-    """Indices of each query's k nearest vectors (exact search)."""
+    """Indices of each query's k nearest vectors, exact: squared L2, or cosine on unit vectors."""
     import faiss
-
 
     if distance == "cosine":
         vectors, queries = normalise(vectors), normalise(queries)

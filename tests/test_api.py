@@ -1,0 +1,78 @@
+"""The Python API for programs: open an index, search by image, by face id or by vector, iterate faces."""
+import sqlite3
+
+import numpy as np
+import pytest
+
+import fecsearch
+from fecsearch.store.database import SCHEMA_VERSION, FaceRecord, FaceStore, IndexUnusable
+
+from conftest import copy_crops, run_cli
+
+
+@pytest.fixture(scope="module")
+def crops_index(tmp_path_factory, ferplus_valid):
+    root = tmp_path_factory.mktemp("api")
+    crops = copy_crops(ferplus_valid, root / "crops", 80)
+    run_cli("index", crops, "--cropped", "--index", root / "idx", "--quiet")
+    return crops, root / "idx"
+
+
+def test_search_by_image_face_and_vector_agree(crops_index):
+    crops, index_dir = crops_index
+    index = fecsearch.open_index(index_dir, device="cpu")
+    faces = list(index.faces())
+    assert len(faces) == 80 and [f.face_id for f in faces] == sorted(f.face_id for f in faces)
+    first = faces[0]
+    assert first.embedding.shape == (index.model.config.embedding_size,)
+    by_vector = index.search_vector(first.embedding, k=5)
+    by_id = index.search_face(first.face_id, k=5)
+    by_image = index.search_image(first.path, k=5, cropped=True)
+    assert by_vector[0].face_id == first.face_id and by_vector[0].distance == pytest.approx(0, abs=1e-5)
+    assert [r.face_id for r in by_id] == [r.face_id for r in by_vector]
+    # the image is embedded again: the same face, the same neighbours
+    assert [r.face_id for r in by_image] == [r.face_id for r in by_vector]
+    assert [r.rank for r in by_vector] == [1, 2, 3, 4, 5]
+    assert all(a.distance <= b.distance for a, b in zip(by_vector, by_vector[1:]))
+    info = index.info()
+    assert info["faces"] == 80 and info["searchable_faces"] == 80 and info["model"] == index.model_name
+
+
+def test_search_vector_of_another_size_is_refused(crops_index):
+    index = fecsearch.open_index(crops_index[1], device="cpu")
+    with pytest.raises(ValueError, match="16-d vectors"):
+        index.search_vector(np.ones(8, np.float32))
+
+
+def test_an_older_index_is_migrated_by_its_next_write(tmp_path):
+    store = FaceStore(tmp_path)
+    store.bind_model("m", 4, "l2", "sum")
+    run = store.start_run("index", str(tmp_path), "m")
+    store.write_batch([{"path": "/a.jpg", "size": 1, "mtime": 1.0, "sha256": "x", "width": 10, "height": 10,
+                        "status": "ok", "error": None}],
+                      [[FaceRecord(0, 0, (1, 2, 3, 4), 0.99, None, np.ones(4, np.float32))]], "m", run)
+    store.close()
+    # what an index from before schema versions looked like: no labels, no image sizes, no version
+    db = sqlite3.connect(tmp_path / "faces.db")
+    db.executescript("drop table labels; alter table images drop column width; alter table images drop column height;"
+                     "delete from meta where key = 'schema_version';")
+    db.commit()
+    db.close()
+    with pytest.raises(IndexUnusable, match="older fecsearch .schema 0.*fecsearch index"):
+        FaceStore(tmp_path, readonly=True)
+    FaceStore(tmp_path).close()  # a writing run migrates
+    store = FaceStore(tmp_path, readonly=True)
+    assert store.schema_version() == SCHEMA_VERSION
+    assert {"width", "height"} <= {c.name for c in store.db["images"].columns}
+    assert store.labels() == {} and store.counts()["faces"] == 1
+    ids, vectors = store.embeddings()
+    assert list(ids) == [1] and vectors.tolist() == [[1, 1, 1, 1]]
+
+
+def test_a_newer_index_is_refused_and_left_as_it_is(tmp_path):
+    FaceStore(tmp_path).set_meta("schema_version", SCHEMA_VERSION + 1)
+    before = (tmp_path / "faces.db").read_bytes()
+    for readonly in (True, False):
+        with pytest.raises(IndexUnusable, match="newer fecsearch"):
+            FaceStore(tmp_path, readonly=readonly)
+    assert (tmp_path / "faces.db").read_bytes() == before
