@@ -23,10 +23,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from fecsearch.faces.align import FoundFace
 from fecsearch.faces.images import find_images, load_image
 from fecsearch.ingest.indexer import Indexer
 from fecsearch.models import DEFAULT_MODEL, create_model
-from fecsearch.models.pipeline import FacePipeline, FoundFace
+from fecsearch.models.pipeline import FacePipeline
 from fecsearch.models.registry import weights_checksum
 from fecsearch.store.database import FaceStore
 

@@ -3,11 +3,10 @@ import sqlite3
 
 import numpy as np
 import pytest
+from conftest import copy_crops, run_cli
 
 import fecsearch
 from fecsearch.store.database import SCHEMA_VERSION, FaceRecord, FaceStore, IndexUnusable
-
-from conftest import copy_crops, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -44,29 +43,49 @@ def test_search_vector_of_another_size_is_refused(crops_index):
         index.search_vector(np.ones(8, np.float32))
 
 
-def test_an_older_index_is_migrated_by_its_next_write(tmp_path):
+# What indexes written by older fecsearch versions lack: schema 1 had no face generations and no
+# log of removed faces; before schema 1 there were no labels, image sizes or version either.
+OLDER = {
+    1: "drop table removed_faces; drop index idx_faces_generation; alter table faces drop column generation; "
+       "update meta set value = '1' where key = 'schema_version';",
+    0: "drop table removed_faces; drop index idx_faces_generation; alter table faces drop column generation; "
+       "drop table labels; "
+       "alter table images drop column width; alter table images drop column height; "
+       "delete from meta where key = 'schema_version';",
+}
+
+
+@pytest.mark.parametrize("version", [0, 1])
+def test_an_older_index_is_migrated_by_its_next_write(tmp_path, version):
+    from fecsearch.vectors.faiss_index import VectorIndex
+
     store = FaceStore(tmp_path)
     store.bind_model("m", 4, "l2", "sum")
     run = store.start_run("index", str(tmp_path), "m")
-    store.write_batch([{"path": "/a.jpg", "size": 1, "mtime": 1.0, "sha256": "x", "width": 10, "height": 10,
-                        "status": "ok", "error": None}],
-                      [[FaceRecord(0, 0, (1, 2, 3, 4), 0.99, None, np.ones(4, np.float32))]], "m", run)
+    image = {"path": "/a.jpg", "size": 1, "mtime": 1.0, "sha256": "x", "width": 10, "height": 10, "status": "ok",
+             "error": None}
+    store.write_batch([image], [[FaceRecord(0, 0, (1, 2, 3, 4), 0.99, None, np.ones(4, np.float32))]], "m", run)
     store.close()
-    # what an index from before schema versions looked like: no labels, no image sizes, no version
     db = sqlite3.connect(tmp_path / "faces.db")
-    db.executescript("drop table labels; alter table images drop column width; alter table images drop column height;"
-                     "delete from meta where key = 'schema_version';")
+    db.executescript(OLDER[version])
     db.commit()
     db.close()
-    with pytest.raises(IndexUnusable, match="older fecsearch .schema 0.*fecsearch index"):
+    with pytest.raises(IndexUnusable, match=f"older fecsearch .schema {version}.*fecsearch index"):
         FaceStore(tmp_path, readonly=True)
-    FaceStore(tmp_path).close()  # a writing run migrates
+    store = FaceStore(tmp_path)  # a writing run migrates
+    assert {"width", "height"} <= {c.name for c in store.db["images"].columns}
+    assert "generation" in {c.name for c in store.db["faces"].columns}
+    # faces from before the migration are searchable, and later changes reach FAISS incrementally
+    assert len(VectorIndex.open(store)) == 1
+    store.write_batch([dict(image, path="/b.jpg")], [[FaceRecord(0, 0, (1, 2, 3, 4), 0.9, None,
+                                                                 np.zeros(4, np.float32))]], "m", run)
+    store.remove_images([1])
+    updated = VectorIndex.open(store)
+    assert updated.how == "updated" and [h.face_id for h in updated.search(np.zeros(4), 5)] == [2]
+    store.close()
     store = FaceStore(tmp_path, readonly=True)
     assert store.schema_version() == SCHEMA_VERSION
-    assert {"width", "height"} <= {c.name for c in store.db["images"].columns}
     assert store.labels() == {} and store.counts()["faces"] == 1
-    ids, vectors = store.embeddings()
-    assert list(ids) == [1] and vectors.tolist() == [[1, 1, 1, 1]]
 
 
 def test_a_newer_index_is_refused_and_left_as_it_is(tmp_path):

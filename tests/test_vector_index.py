@@ -37,3 +37,80 @@ def test_store_switches_to_approximate_index(tmp_path, monkeypatch):
     assert hits[0].face_id == 6 and hits[0].distance < 1e-3  # ids start at 1
     again = vi.VectorIndex.open(store)
     assert not again.rebuilt and again.kind == "ivf"
+
+
+def add_images(store, names, vectors):
+    images = [{"path": f"/x/{n}.jpg", "size": 1, "mtime": 0.0, "sha256": "", "width": 1, "height": 1,
+               "status": "ok", "error": None} for n in names]
+    faces = [[FaceRecord(0, 0, (0, 0, 1, 1), 1.0, None, v)] for v in vectors]
+    store.write_batch(images, faces, "test", store.start_run("test", "/x", "test"))
+
+
+def image_ids(store, names):
+    rows = store.db.execute(f"select id from images where path in ({','.join('?' * len(names))})",
+                            [f"/x/{n}.jpg" for n in names]).fetchall()
+    return [r[0] for r in rows]
+
+
+def same_answers(a, b, queries, k=10):
+    for q in queries:
+        ha, hb = a.search(q, k), b.search(q, k)
+        assert [h.face_id for h in ha] == [h.face_id for h in hb]
+        assert np.allclose([h.distance for h in ha], [h.distance for h in hb], atol=1e-5)
+
+
+@pytest.mark.parametrize("distance", ["l2", "cosine"])
+def test_faiss_follows_additions_and_removals_without_rebuilding(tmp_path, distance):
+    store = FaceStore(tmp_path)
+    store.bind_model("test", 16, distance, "0" * 64)
+    add_images(store, range(500), unit(500, 3) * (2.0 if distance == "cosine" else 1.0))
+    first = vi.VectorIndex.open(store)
+    assert first.how == "rebuilt" and len(first) == 500
+    add_images(store, range(500, 800), unit(300, 4))                   # new faces
+    store.remove_images(image_ids(store, list(range(0, 100)) + [799]))  # gone, the newest face among them
+    add_images(store, range(800, 810), unit(10, 5))                    # ids after a removal of the largest
+    add_images(store, range(200, 220), unit(20, 6))                    # re-indexed images: replaced faces
+    grown = vi.VectorIndex.open(store)
+    assert grown.how == "updated" and len(grown) == store.face_count() == 709
+    same_answers(grown, vi.VectorIndex.open(store, force_rebuild=True, save=False), unit(30, 7))
+    assert vi.VectorIndex.open(store).how == "loaded"  # the update was saved
+
+
+def test_ivf_is_retrained_after_growing_several_fold(tmp_path, monkeypatch):
+    monkeypatch.setattr(vi, "APPROXIMATE_FROM", 1000)
+    store = FaceStore(tmp_path)
+    store.bind_model("test", 16, "l2", "0" * 64)
+    add_images(store, range(2000), unit(2000, 8))
+    assert vi.VectorIndex.open(store).trained_on == 2000
+    add_images(store, range(2000, 4000), unit(2000, 9))
+    store.remove_images(image_ids(store, list(range(0, 4000, 7))))
+    grown = vi.VectorIndex.open(store)
+    assert (grown.how, grown.kind, grown.trained_on, len(grown)) == ("updated", "ivf", 2000, store.face_count())
+    ids, vectors = store.embeddings()
+    exact = vi.build_faiss(vectors, ids, "flat")
+    queries = unit(50, 13)
+    truth = exact.search(queries, 10)[1]
+    found = [[h.face_id for h in grown.search(q, 10)] for q in queries]
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]) >= 0.95
+    add_images(store, range(4000, 9000), unit(5000, 10))  # past REBUILD_GROWTH x the training set
+    retrained = vi.VectorIndex.open(store)
+    assert (retrained.how, retrained.trained_on, len(retrained)) == ("rebuilt", store.face_count(), store.face_count())
+
+
+def test_a_file_ahead_of_the_database_is_rebuilt(tmp_path):
+    """A database restored from an older backup: the FAISS file reflects later changes."""
+    store = FaceStore(tmp_path)
+    store.bind_model("test", 16, "l2", "0" * 64)
+    add_images(store, range(50), unit(50, 11))
+    store.db.execute("pragma wal_checkpoint(truncate)")
+    backup = (tmp_path / "faces.db").read_bytes()
+    store.close()
+    store = FaceStore(tmp_path)
+    add_images(store, range(50, 60), unit(10, 12))
+    vi.VectorIndex.open(store)
+    store.close()
+    (tmp_path / "faces.db").write_bytes(backup)
+    for extra in tmp_path.glob("faces.db-*"):
+        extra.unlink()
+    reopened = vi.VectorIndex.open(FaceStore(tmp_path))
+    assert reopened.how == "rebuilt" and len(reopened) == 50

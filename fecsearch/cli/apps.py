@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import click
-import numpy as np
 
 from fecsearch.cli.common import echo_json, fail, load, study_options
 from fecsearch.models.config import DEFAULT_MODEL
@@ -65,7 +64,7 @@ def rank_diff(data_dir, model_a, model_b, n_queries, max_n, seed, judge, referen
           --judge people --votes votes.db --rater alice
     """
     from fecsearch.evaluation.rankdiff import VoteJudge, plan_study, score_study
-    from fecsearch.models.registry import MissingWeights
+    from fecsearch.models.config import MissingWeights
 
     if judge == "votes" and not (Path(data_dir) / "label.csv").exists():
         fail(f"{data_dir}: the votes judge needs FER+ votes (label.csv); use --judge people or embedding")
@@ -246,6 +245,7 @@ def map_cmd(index_dir, out, max_faces, thumbnails, seed):
       fecsearch map --index indexes/fer-valid --out map.png
     """
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

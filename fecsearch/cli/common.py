@@ -5,10 +5,10 @@ import json
 
 import click
 
-from fecsearch.evaluation.rankdiff import STUDY_MAX_N, STUDY_QUERIES, STUDY_SEED
+from fecsearch.evaluation import STUDY_MAX_N, STUDY_QUERIES, STUDY_SEED
 from fecsearch.faces.detect import DetectorConfig
 from fecsearch.models.config import DEFAULT_BASELINE, DEFAULT_MODEL
-from fecsearch.store.database import DEFAULT_INDEX_DIR
+from fecsearch.store import DEFAULT_INDEX_DIR
 
 DEFAULT_INDEX = str(DEFAULT_INDEX_DIR)
 

@@ -67,12 +67,15 @@ def models(as_json):
 @click.option("--mirror/--no-mirror", default=True, show_default=True,
               help="A new index: embed each face with its mirror image and average them (more accurate, twice "
                    "the network's work). An existing index keeps what it was built with.")
+@click.option("--rebuild-index", is_flag=True,
+              help="Build the FAISS index again from the database (retraining IVF lists) instead of adding "
+                   "and removing what changed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @detector_options
 @device_option
-def index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_size, mirror, as_json, quiet, min_face,
-          min_prob, thresholds, canvas, device):
+def index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_size, mirror, rebuild_index, as_json,
+          quiet, min_face, min_prob, thresholds, canvas, device):
     """Embed every face of FOLDER (recursively) into an index.
 
     Runs again over the same folder embed only new or changed files and drop deleted ones; an
@@ -93,21 +96,21 @@ def index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_siz
     index_dir.mkdir(parents=True, exist_ok=True)
     # One writer per index: a second run waits here, after saying so, until the first is done.
     with WriterLock(index_dir / (DB_NAME + ".lock"), lambda m: click.echo(m, err=True)):
-        run_index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_size, mirror, as_json, quiet,
-                  make_detector_config(min_face, min_prob, thresholds, canvas), device)
+        run_index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_size, mirror, rebuild_index,
+                  as_json, quiet, make_detector_config(min_face, min_prob, thresholds, canvas), device)
 
 
-def run_index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_size, mirror, as_json, quiet,
-              detector_config, device):
+def run_index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_size, mirror, rebuild_index, as_json,
+              quiet, detector_config, device):
     from fecsearch.ingest.indexer import Indexer
-    from fecsearch.models.registry import MissingWeights
+    from fecsearch.models.config import MissingWeights
     from fecsearch.store.database import FaceStore, ModelMismatch
 
     try:
         indexer = Indexer.for_folder(FaceStore(index_dir), model_name, checkpoint, mirror, cropped=cropped,
                                      detector_config=detector_config, workers=workers, chunk_size=chunk_size,
                                      device=pick_device(device), progress=not quiet and not as_json,
-                                     report=lambda m: click.echo(m, err=True))
+                                     report=lambda m: click.echo(m, err=True), rebuild_index=rebuild_index)
     except (MissingWeights, ModelMismatch, KeyError) as err:
         fail(str(err).strip("'\""))
     summary = indexer.run(folder)
@@ -117,8 +120,8 @@ def run_index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk
     click.echo(
         f"{summary.images_found} images found: {summary.images_indexed} indexed, {summary.images_unchanged} unchanged, "
         f"{summary.images_removed} removed, {len(summary.skipped)} skipped; {summary.faces_added} faces added "
-        f"({summary.faces_per_second:.0f}/s), {summary.faces_total} in the index ({summary.index_type}); "
-        f"{summary.seconds:.1f}s")
+        f"({summary.faces_per_second:.0f}/s), {summary.faces_total} in the index ({summary.index_type}, "
+        f"{summary.index_update}); {summary.seconds:.1f}s")
     if summary.skipped:
         click.echo("skipped:")
         for path, reason in summary.skipped:
@@ -208,7 +211,7 @@ def info(index_dir, as_json, show_skipped, check):
     index = VectorIndex.open(store, gpu=False, save=False)
     db_bytes = sum(p.stat().st_size for p in Path(index_dir).glob(DB_NAME + "*"))
     data = {"index": str(index_dir), **index_report(store, index), "checkpoint": store.meta("checkpoint"),
-            "faiss_rebuilt": index.rebuilt, "database_bytes": db_bytes, "faiss_bytes": index.size_on_disk()}
+            "faiss_rebuilt": index.rebuilt, "faiss": index.how, "database_bytes": db_bytes, "faiss_bytes": index.size_on_disk()}
     if show_skipped:
         data["skipped_files"] = store.skipped_images()
     if report:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fecsearch.cli.common import DEFAULT_INDEX, device_option, echo_json, fail, pick_device
+from fecsearch.cli.common import DEFAULT_INDEX, device_option, echo_json, fail
 
 
 @click.command()
@@ -29,7 +29,7 @@ def query(image, k, index_dir, face_id, face_number, cropped, as_json, sheet, de
       fecsearch query --id 42 --sheet similar.jpg
     """
     from fecsearch.faces.images import BadImage
-    from fecsearch.models.registry import MissingWeights
+    from fecsearch.models.config import MissingWeights
     from fecsearch.query.search import Searcher
     from fecsearch.query.sheets import face_thumbnail, query_sheet
     from fecsearch.store.database import ModelMismatch
@@ -38,7 +38,7 @@ def query(image, k, index_dir, face_id, face_number, cropped, as_json, sheet, de
         raise click.UsageError("give either an IMAGE or --id FACE_ID")
     started = time.time()
     try:
-        searcher = Searcher(index_dir, device=pick_device(device))
+        searcher = Searcher(index_dir, device=device)
         q = searcher.query_face_id(face_id) if face_id is not None else \
             searcher.query_image(image, face=face_number, cropped=cropped)
     except (FileNotFoundError, BadImage, LookupError, MissingWeights, ModelMismatch, ValueError) as err:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from fecsearch.cli.common import (DEFAULT_INDEX, detector_options, device_option, fail, make_detector_config, pick_device,
-                                  study_options)
+from fecsearch.cli.common import (DEFAULT_INDEX, detector_options, device_option, fail, make_detector_config,
+                                  pick_device, study_options)
 
 
 @click.command()
@@ -45,7 +45,7 @@ def serve(index_dir, host, port, max_upload_mb, rate_dir, votes_db, model_a, mod
     import uvicorn
 
     from fecsearch.faces.images import BadImage
-    from fecsearch.models.registry import MissingWeights
+    from fecsearch.models.config import MissingWeights
     from fecsearch.serve.app import create_app, is_loopback
     from fecsearch.serve.library import Library
     from fecsearch.serve.rating import Rating

@@ -22,15 +22,10 @@ from typing import Callable, Hashable, Protocol, Sequence
 import numpy as np
 
 from fecsearch.data.triplets import tv_distance
-
+from fecsearch.evaluation import STUDY_MAX_N, STUDY_QUERIES, STUDY_SEED
 from fecsearch.vectors.metrics import nearest
 
 Face = Hashable
-
-# The study's defaults: `bench rank-diff` and the rating page of `serve` draw the same queries.
-STUDY_QUERIES = 100
-STUDY_MAX_N = 10
-STUDY_SEED = 0
 
 
 class Judge(Protocol):

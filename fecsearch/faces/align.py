@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from typing import TYPE_CHECKING
-
 if TYPE_CHECKING:  # detection needs torch; alignment does not
+    import numpy as np
+
     from fecsearch.faces.detect import DetectedFace
 
 
@@ -55,3 +56,21 @@ def align_face(image: Image.Image, left_eye, right_eye, geometry: FaceGeometry) 
 
 def align_detected(image: Image.Image, face: DetectedFace, geometry: FaceGeometry) -> Image.Image:
     return align_face(image, face.landmarks[0], face.landmarks[1], geometry)
+
+
+@dataclass
+class FoundFace:
+    box: tuple[float, float, float, float]
+    probability: float
+    landmarks: np.ndarray | None
+    crop: Image.Image  # what the model sees, before normalisation
+
+    @property
+    def area(self) -> float:
+        x1, y1, x2, y2 = self.box
+        return (x2 - x1) * (y2 - y1)
+
+
+def largest_face(faces: list[FoundFace]) -> int:
+    """Which face a query means when it does not say: the largest."""
+    return max(range(len(faces)), key=lambda i: faces[i].area)

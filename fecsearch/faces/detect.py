@@ -3,8 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
+from typing import TYPE_CHECKING
+
 from PIL import Image
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass
@@ -57,6 +61,8 @@ class FaceDetector:
         return [self.detect_one(image) for image in images]
 
     def detect_one(self, image: Image.Image) -> list[DetectedFace]:
+        import numpy as np  # here: the command line reads DetectorConfig and should start fast
+
         board, scale, ox, oy = self._letterbox(image)
         photo = (ox, oy, ox + round(image.width * scale), oy + round(image.height * scale))
         boxes, points = self.cascade.detect(board, photo)

@@ -1,7 +1,8 @@
 """MTCNN's three stages over the part of a letterboxed canvas that holds the photo.
 
-The networks, weights, pyramid, thresholds and box arithmetic are facenet-pytorch's. What differs
-is where the time goes on a CPU (benchmarks/RESULTS.md, "Indexing throughput, photos"):
+The networks (faces/mtcnn_nets.py, with the weights facenet-pytorch ships), pyramid, thresholds
+and box arithmetic are facenet-pytorch's; neither it nor torchvision is imported. What differs is
+where the time goes on a CPU (benchmarks/RESULTS.md, "Indexing throughput, photos"):
   - P-Net runs only on the photo's part of each pyramid level plus one P-Net window (12 px) all
     round, not on the letterbox's empty border: every window that touches the photo is still
     scored, and half a canvas of black is not;
@@ -20,10 +21,9 @@ import math
 
 import numpy as np
 import torch
-from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
-from facenet_pytorch.models.utils.detect_face import bbreg, rerec
 from PIL import Image
-from torchvision.ops import nms
+
+from fecsearch.faces.mtcnn_nets import ONet, PNet, RNet, apply_correction, nms, to_square
 
 P_WINDOW = 12  # P-Net scores 12x12 windows of a level, every 2 pixels
 
@@ -74,7 +74,7 @@ class Cascade:
     def __init__(self, min_face_size: int = 20, thresholds=(0.6, 0.7, 0.7), factor: float = 0.709,
                  device: str | torch.device = "cpu"):
         self.device = torch.device(device)
-        self.pnet, self.rnet, self.onet = (net.eval().to(self.device) for net in (PNet(), RNet(), ONet()))
+        self.pnet, self.rnet, self.onet = (net().load_pretrained().to(self.device) for net in (PNet, RNet, ONet))
         self.min_face_size = min_face_size
         self.thresholds = tuple(thresholds)
         self.factor = factor
@@ -113,7 +113,7 @@ class Cascade:
             h = boxes[:, 3] - boxes[:, 1] + 1
             points = torch.stack([w[:, None] * points[:, :5] + boxes[:, :1] - 1,
                                   h[:, None] * points[:, 5:] + boxes[:, 1:2] - 1], 2)
-            boxes = bbreg(boxes, reg)
+            boxes = apply_correction(boxes, reg)
             keep = _nms_min(boxes[:, :4].cpu().numpy(), boxes[:, 4].cpu().numpy(), 0.7)
             return boxes[keep].cpu().numpy(), points[keep].cpu().numpy()
         return np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
@@ -152,7 +152,7 @@ class Cascade:
         h = boxes[:, 3] - boxes[:, 1]
         moved = torch.stack([boxes[:, 0] + boxes[:, 5] * w, boxes[:, 1] + boxes[:, 6] * h,
                              boxes[:, 2] + boxes[:, 7] * w, boxes[:, 3] + boxes[:, 8] * h, boxes[:, 4]], 1)
-        return rerec(moved)
+        return to_square(moved)
 
     def _refine(self, canvas: AreaSampler, boxes: torch.Tensor) -> torch.Tensor:
         """R-Net keeps the candidates it believes and corrects their boxes."""
@@ -164,7 +164,7 @@ class Cascade:
         if not len(boxes):
             return boxes
         keep = nms(boxes[:, :4], boxes[:, 4], 0.7)
-        return rerec(bbreg(boxes[keep], reg[keep]))
+        return to_square(apply_correction(boxes[keep], reg[keep]))
 
     def _crops(self, canvas: AreaSampler, boxes: torch.Tensor, size: int) -> torch.Tensor:
         # facenet-pytorch's crop: the box clipped to the canvas (1-based inclusive ends), resized.

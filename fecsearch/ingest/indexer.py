@@ -19,8 +19,8 @@ from fecsearch.faces.images import file_sha256, find_images
 from fecsearch.ingest.workers import Decoded, decode_ahead, decode_file, torch_threads
 from fecsearch.models.config import DEFAULT_MODEL
 from fecsearch.models.network import FaceEmbedder
-from fecsearch.models.registry import create_model, weights_checksum
 from fecsearch.models.pipeline import FacePipeline
+from fecsearch.models.registry import create_model, weights_checksum
 from fecsearch.store.database import FaceRecord, FaceStore
 from fecsearch.vectors.faiss_index import VectorIndex
 
@@ -39,6 +39,7 @@ class IndexSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     index_type: str = ""
+    index_update: str = ""  # how FAISS followed: loaded (nothing changed), updated, or rebuilt
 
     @property
     def faces_per_second(self) -> float:
@@ -55,8 +56,9 @@ class Indexer:
     def __init__(self, store: FaceStore, model: FaceEmbedder, model_name: str, weights_sha256: str,
                  cropped: bool = False, detector_config: DetectorConfig | None = None, workers: int | None = None,
                  chunk_size: int | None = None, device: str = "cpu", progress: bool = True,
-                 report: Report = print):
+                 report: Report = print, rebuild_index: bool = False):
         self.store, self.model, self.model_name = store, model, model_name
+        self.rebuild_index = rebuild_index
         self.cropped, self.progress, self.report = cropped, progress, report
         # Photos: each worker decodes, detects and aligns whole images, one per core, each with one
         # torch thread (MTCNN's small convolutions gain little from a second thread; a second image
@@ -168,8 +170,8 @@ class Indexer:
             self.store.finish_run(run_id, status, images_added=summary.images_indexed,
                                   images_removed=summary.images_removed, faces_added=summary.faces_added,
                                   skipped=len(summary.skipped))
-        index = VectorIndex.open(self.store)
-        summary.faces_total, summary.index_type = len(index), index.kind
+        index = VectorIndex.open(self.store, force_rebuild=self.rebuild_index, gpu=False)
+        summary.faces_total, summary.index_type, summary.index_update = len(index), index.kind, index.how
         summary.seconds = time.time() - started
         return summary
 

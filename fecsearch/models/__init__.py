@@ -9,7 +9,7 @@ _WHERE = {
     "DEFAULT_MODEL": "config", "EMOTIONS": "config", "ModelConfig": "config", "Preprocess": "config",
     "get_config": "config", "list_models": "config",
     "FaceEmbedder": "network", "prepare_face": "preprocess",
-    "MissingWeights": "registry", "create_model": "registry",
+    "MissingWeights": "config", "create_model": "registry",
     "read_checkpoint_config": "checkpoints", "save_checkpoint": "checkpoints",
 }
 __all__ = sorted(_WHERE)

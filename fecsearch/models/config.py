@@ -134,6 +134,10 @@ def weights_path(config: ModelConfig) -> Path | None:
     return WEIGHTS_DIR / config.weights if config.weights else None
 
 
+class MissingWeights(RuntimeError):
+    """A model whose weights are not here; the message says how to get them."""
+
+
 def baseline_of(name: str) -> str:
     """The paper's comparison for a FECNet: AFFNet-CL-P, an emotion classifier's penultimate layer on
     the same trunk."""

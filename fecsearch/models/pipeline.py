@@ -7,29 +7,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fecsearch.faces.align import align_detected
+from fecsearch.faces.align import FoundFace, align_detected
 from fecsearch.faces.detect import DetectedFace, DetectorConfig, FaceDetector
 from fecsearch.faces.images import BadImage, load_image, original_scale
 from fecsearch.models.network import FaceEmbedder
 from fecsearch.models.preprocess import prepare_faces
-
-
-@dataclass
-class FoundFace:
-    box: tuple[float, float, float, float]
-    probability: float
-    landmarks: np.ndarray | None
-    crop: Image.Image  # what the model sees, before normalisation
-
-    @property
-    def area(self) -> float:
-        x1, y1, x2, y2 = self.box
-        return (x2 - x1) * (y2 - y1)
-
-
-def largest_face(faces: list[FoundFace]) -> int:
-    """Which face a query means when it does not say: the largest."""
-    return max(range(len(faces)), key=lambda i: faces[i].area)
 
 
 class FacePipeline:

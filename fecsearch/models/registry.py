@@ -9,12 +9,8 @@ from safetensors.torch import load_file
 
 from fecsearch.faces.images import file_sha256
 from fecsearch.models.checkpoints import read_checkpoint_config
-from fecsearch.models.config import DEFAULT_MODEL, get_config, weights_path
+from fecsearch.models.config import DEFAULT_MODEL, MissingWeights, get_config, weights_path
 from fecsearch.models.network import FaceEmbedder, build_trunk
-
-
-class MissingWeights(RuntimeError):
-    pass
 
 
 def default_device(device: str | None = None) -> str:

@@ -7,20 +7,19 @@ from typing import Iterator
 
 import numpy as np
 
+from fecsearch.faces.align import FoundFace, largest_face
 from fecsearch.faces.detect import DetectorConfig
 from fecsearch.faces.images import load_image, original_scale
-from fecsearch.models.network import FaceEmbedder
-from fecsearch.models.pipeline import FacePipeline, FoundFace, largest_face
-from fecsearch.models.registry import create_model, weights_checksum
 from fecsearch.store.database import FaceStore, ModelMismatch
 from fecsearch.vectors.faiss_index import VectorIndex, index_report
 
 
-def load_index_model(store: FaceStore, device: str = "cpu") -> tuple[FaceEmbedder, str]:
-    """The model an index was built with, checked against the weights it recorded."""
-    name = store.meta("model")
-    if name is None:
-        raise ValueError(f"{store.dir}: the index holds no faces yet; run `fecsearch index` first")
+def load_index_model(store: FaceStore, device: str | None = None):
+    """The model an index was built with (a FaceEmbedder), checked against the weights it recorded."""
+    from fecsearch.models.registry import create_model, default_device, weights_checksum
+
+    device = default_device(device)
+    name = index_model_name(store)
     checkpoint = store.meta("checkpoint") or None
     model = create_model(name, checkpoint=checkpoint, device=device)
     # Queries are embedded as the index's faces were: with or without the mirror average.
@@ -29,6 +28,13 @@ def load_index_model(store: FaceStore, device: str = "cpu") -> tuple[FaceEmbedde
         raise ModelMismatch(f"{store.dir}: the weights of model '{name}' changed since this index was built; "
                             f"rebuild it with `fecsearch index --index {store.dir} ...` into a new folder")
     return model, name
+
+
+def index_model_name(store: FaceStore) -> str:
+    name = store.meta("model")
+    if name is None:
+        raise ValueError(f"{store.dir}: the index holds no faces yet; run `fecsearch index` first")
+    return name
 
 
 @dataclass
@@ -74,19 +80,34 @@ class Searcher:
     >>> for face in index.faces(): ...             # every face, with its path, box and embedding
     """
 
-    def __init__(self, index_dir: str | Path, device: str = "cpu", detector_config: DetectorConfig | None = None,
+    def __init__(self, index_dir: str | Path, device: str | None = None, detector_config: DetectorConfig | None = None,
                  save_index: bool = True):
         self.store = FaceStore(index_dir, readonly=True)
-        self.device = device
-        self.model, self.model_name = load_index_model(self.store, device)
+        self.device = device  # None: CUDA when there is one
+        self.model_name = index_model_name(self.store)
+        self._model = None  # loaded by the first query that needs it: searches by id or vector never do
         self.detector_config = detector_config
-        self._pipelines: dict[bool, FacePipeline] = {}
+        self._pipelines: dict = {}
         # save_index=False: a stale FAISS file is rebuilt in memory only (a server must not race an indexer)
         self.index = VectorIndex.open(self.store, save=save_index)
 
-    def pipeline(self, cropped: bool) -> FacePipeline:
+    @property
+    def model(self):
+        """The index's model (a FaceEmbedder), loaded on first use."""
+        if self._model is None:
+            from fecsearch.models.registry import default_device
+
+            self.device = default_device(self.device)
+            self._model, _ = load_index_model(self.store, self.device)
+        return self._model
+
+    def pipeline(self, cropped: bool):
+        """The detect-align-embed pipeline (models.pipeline.FacePipeline) for photos or for crops."""
+        from fecsearch.models.pipeline import FacePipeline
+
         if cropped not in self._pipelines:
-            self._pipelines[cropped] = FacePipeline(self.model, cropped, self.detector_config, device=self.device)
+            model = self.model  # settles self.device
+            self._pipelines[cropped] = FacePipeline(model, cropped, self.detector_config, device=self.device)
         return self._pipelines[cropped]
 
     def faces_of(self, image_path: str | Path, cropped: bool = False) -> list[FoundFace]:
@@ -129,8 +150,9 @@ class Searcher:
     def search_vector(self, vector: np.ndarray, k: int = 10) -> list[Result]:
         """The k faces nearest to an embedding of this index's model (index.model_name)."""
         vector = np.asarray(vector, np.float32).reshape(-1)
-        if vector.shape[0] != self.model.config.embedding_size:
-            raise ValueError(f"the index holds {self.model.config.embedding_size}-d vectors of model "
+        dim = int(self.store.meta("dim", "0") or 0)
+        if vector.shape[0] != dim:
+            raise ValueError(f"the index holds {dim}-d vectors of model "
                              f"'{self.model_name}', not {vector.shape[0]}-d ones")
         return self.search(vector, k)
 

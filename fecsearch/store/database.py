@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
+from fecsearch.store import DB_NAME
 from fecsearch.store.lock import WriterLock
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: faces.generation and removed_faces, so FAISS can follow changes
 # The schema, in one place: table -> columns. Columns missing from an older index are added on its
 # next write (see _create_tables); a new column therefore needs a default-free, nullable type.
 COLUMNS = {
@@ -42,13 +43,17 @@ COLUMNS = {
                "indexed_at FLOAT"],
     "faces": ["id INTEGER PRIMARY KEY", "image_id INTEGER REFERENCES images(id)", "face_index INTEGER", "x1 FLOAT",
               "y1 FLOAT", "x2 FLOAT", "y2 FLOAT", "probability FLOAT", "landmarks TEXT", "embedding BLOB",
-              "model TEXT", "run_id INTEGER REFERENCES runs(id)"],
+              "model TEXT", "run_id INTEGER REFERENCES runs(id)",
+              "generation INTEGER"],  # the database generation that added the face (NULL: before schema 2)
     "labels": ["face_id INTEGER PRIMARY KEY REFERENCES faces(id)", "label TEXT", "source TEXT"],
+    # Faces deleted since schema 2, with the generation that deleted them: with faces.generation,
+    # what changed since the generation a FAISS file was built from (see changes_since).
+    "removed_faces": ["face_id INTEGER", "generation INTEGER"],
 }
 SQL_INDEXES = ["create unique index if not exists idx_images_path on images (path)",
-               "create index if not exists idx_faces_image_id on faces (image_id)"]
-DB_NAME = "faces.db"
-DEFAULT_INDEX_DIR = Path("indexes/default")  # relative to where the command runs
+               "create index if not exists idx_faces_image_id on faces (image_id)",
+               "create index if not exists idx_faces_generation on faces (generation)",
+               "create index if not exists idx_removed_faces_generation on removed_faces (generation)"]
 
 
 class ModelMismatch(ValueError):
@@ -206,12 +211,13 @@ class FaceStore:
         now = time.time()
         with self.db.conn:
             self.db.execute("BEGIN IMMEDIATE")
+            generation = self._bump()
             paths = [image["path"] for image in images]
             for start in range(0, len(paths), 500):  # SQLite caps the number of parameters
                 part = paths[start:start + 500]
                 old = self.db.execute(f"select id from images where path in ({','.join('?' * len(part))})", part)
                 for (image_id,) in old.fetchall():
-                    self._delete_image(image_id)
+                    self._delete_image(image_id, generation)
             columns = ("path", "size", "mtime", "sha256", "width", "height", "status", "error")
             face_rows = []
             for image, image_faces in zip(images, faces):
@@ -222,11 +228,11 @@ class FaceStore:
                     [image[c] for c in columns] + [len(image_faces), run_id, now]).lastrowid
                 face_rows += [(image_id, f.face_index, *f.box, f.probability,
                                json.dumps(f.landmarks) if f.landmarks is not None else None,
-                               np.asarray(f.embedding, np.float32).tobytes(), model, run_id) for f in image_faces]
+                               np.asarray(f.embedding, np.float32).tobytes(), model, run_id, generation)
+                              for f in image_faces]
             self.db.conn.executemany(
                 "insert into faces (image_id, face_index, x1, y1, x2, y2, probability, landmarks, embedding, model, "
-                "run_id) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", face_rows)
-            self._bump()
+                "run_id, generation) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", face_rows)
 
     def touch_image(self, image_id: int, mtime: float) -> None:
         self.db["images"].update(image_id, {"mtime": mtime})
@@ -236,17 +242,21 @@ class FaceStore:
             return
         with self.db.conn:
             self.db.execute("BEGIN IMMEDIATE")
+            generation = self._bump()
             for image_id in image_ids:
-                self._delete_image(image_id)
-            self._bump()
+                self._delete_image(image_id, generation)
 
-    def _delete_image(self, image_id: int) -> None:
+    def _delete_image(self, image_id: int, generation: int) -> None:
+        self.db.execute("insert into removed_faces (face_id, generation) select id, ? from faces where image_id = ?",
+                        [generation, image_id])
         self.db.execute("delete from labels where face_id in (select id from faces where image_id = ?)", [image_id])
         self.db.execute("delete from faces where image_id = ?", [image_id])
         self.db.execute("delete from images where id = ?", [image_id])
 
-    def _bump(self) -> None:
+    def _bump(self) -> int:
+        """The next generation, inside the caller's transaction."""
         self.db.execute("update meta set value = cast(value as integer) + 1 where key = 'generation'")
+        return self.generation
 
     # --- reading ---------------------------------------------------------------------------------
     def face_count(self) -> int:
@@ -285,6 +295,28 @@ class FaceStore:
             return self.generation, *self.embeddings()
         finally:
             self.db.execute("COMMIT")
+
+    def changes_since(self, generation: int) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
+        """What changed after `generation`, read in one transaction: (generation now, faces now, ids
+        removed, ids added, their embeddings). A face replaced in between is in both lists; apply
+        removals first."""
+        dim = int(self.meta("dim", "0") or 0)
+        self.db.execute("BEGIN")
+        try:
+            now, count = self.generation, self.face_count()
+            removed = [r[0] for r in self.db.execute(
+                "select face_id from removed_faces where generation > ?", [generation])]
+            added = self.db.execute("select id, embedding from faces where generation > ? order by id",
+                                    [generation]).fetchall()
+        finally:
+            self.db.execute("COMMIT")
+        if any(not isinstance(blob, bytes) or len(blob) != 4 * dim for _, blob in added):
+            raise IndexUnusable(f"{self.dir / DB_NAME}: some new faces' embeddings are not {dim} float32 values; "
+                                f"`fecsearch info --check --index {self.dir}` lists them")
+        ids = np.array([i for i, _ in added], np.int64)
+        vectors = (np.frombuffer(b"".join(blob for _, blob in added), np.float32).reshape(len(added), dim)
+                   if added else np.zeros((0, dim), np.float32))
+        return now, count, np.array(removed, np.int64), ids, vectors
 
     def faces_by_id(self, face_ids) -> dict[int, dict]:
         face_ids = [int(i) for i in face_ids]

@@ -1,4 +1,12 @@
-"""The FAISS index over a FaceStore's embeddings: derived data, rebuilt whenever it is stale or broken."""
+"""The FAISS index over a FaceStore's embeddings: derived data that follows the database.
+
+faces.faiss.json records the database generation the file reflects. When the database has moved
+on, the changes since then (store.changes_since) are applied: removed ids removed, new vectors
+added (to the trained lists of an IVF index). The index is built again from the database instead
+when the file is missing, unreadable or from another model, when the collection has outgrown its
+index type, when an IVF index holds REBUILD_GROWTH times the faces it was trained on, or on
+`fecsearch index --rebuild-index`.
+"""
 from __future__ import annotations
 
 import json
@@ -12,9 +20,9 @@ from fecsearch.store.database import FaceStore
 from fecsearch.vectors.metrics import normalise
 
 FAISS_NAME = "faces.faiss"
-
-
 FAISS_INFO = "faces.faiss.json"
+# IVF lists trained on n vectors serve well up to a few times n; past that, train again.
+REBUILD_GROWTH = 4
 
 
 # Past this many faces an inverted-file index answers much faster than exhaustive search at
@@ -46,6 +54,11 @@ def build_faiss(vectors: np.ndarray, ids: np.ndarray, kind: str) -> faiss.Index:
         sample = vectors[np.random.default_rng(0).choice(len(vectors), min(len(vectors), 64 * lists), replace=False)]
         base.train(np.ascontiguousarray(sample, np.float32))
         base.nprobe = 64  # recall@10 >= 0.95 even on structureless data (tests/test_vector_index.py)
+        # IVF lists hold the face ids themselves. An IndexIDMap around them would map positions, and
+        # positions shift when faces are removed from a flat index but not from inverted lists.
+        if len(ids):
+            base.add_with_ids(np.ascontiguousarray(vectors, np.float32), ids.astype(np.int64))
+        return base
     else:
         raise ValueError(f"unknown index type '{kind}'")
     index = faiss.IndexIDMap2(base)
@@ -77,55 +90,89 @@ class SearchHit:
 
 
 class VectorIndex:
-    """Searches a FaceStore's faces; loads faces.faiss when it matches the database, else rebuilds it."""
+    """Searches a FaceStore's faces: faces.faiss as it is when it matches the database, brought up to
+    date when the database has changed since, or built again."""
 
-    def __init__(self, store: FaceStore, rebuilt: bool, kind: str, index: faiss.Index, generation: int):
-        self.store, self.rebuilt, self.kind, self.index = store, rebuilt, kind, index
-        self.generation = generation  # of the database the vectors were read from
+    def __init__(self, store: FaceStore, how: str, kind: str, index: faiss.Index, generation: int,
+                 trained_on: int):
+        self.store, self.how, self.kind, self.index = store, how, kind, index
+        self.generation = generation  # of the database the vectors reflect
+        self.trained_on = trained_on  # faces at the last build (IVF lists were trained on them)
         self.distance = store.meta("distance", "l2")
+
+    @property
+    def rebuilt(self) -> bool:
+        return self.how == "rebuilt"
 
     @classmethod
     def open(cls, store: FaceStore, force_rebuild: bool = False, gpu: bool = True, save: bool = True) -> "VectorIndex":
-        """save=False rebuilds in memory only: for readers (a server) that must not race the indexer's writes."""
+        """save=False keeps what it builds or updates in memory: for readers (a server) that must not
+        race the indexer's writes."""
         path, info_path = store.dir / FAISS_NAME, store.dir / FAISS_INFO
-        generation, count = store.generation, store.face_count()
-        index = None
+        loaded = None
         if not force_rebuild and path.exists() and info_path.exists():
             try:
                 info = json.loads(info_path.read_text())
-                # The same generation and count are not enough: the vectors must be this model's.
-                if (info["generation"] == generation and info["faces"] == count
-                        and info.get("model") == store_identity(store)):
+                # The vectors must be this model's, not merely as many as the database holds.
+                if info.get("model") == store_identity(store) and "trained_on" in info:
                     index = faiss.read_index(str(path))
-                    if index.ntotal != count or index.d != int(store.meta("dim", "0") or 0):
-                        index = None
-                    kind = info["kind"]
+                    if index.d == int(store.meta("dim", "0") or 0):
+                        loaded = cls(store, "loaded", info["kind"], index, info["generation"], info["trained_on"])
             except Exception:  # unreadable or truncated: the database has everything to rebuild it
-                index = None
-        rebuilt = index is None
-        if rebuilt:
-            index, kind, generation = cls._rebuild(store, save)
-        return cls(store, rebuilt, kind, to_gpu_if_available(index) if gpu else index, generation)
-
-    @staticmethod
-    def _rebuild(store: FaceStore, save: bool = True) -> tuple[faiss.Index, str, int]:
+                loaded = None
+        if loaded is not None and loaded.catch_up():
+            if loaded.how == "updated" and save:
+                loaded.save()
+            if gpu:
+                loaded.index = to_gpu_if_available(loaded.index)
+            return loaded
         generation, ids, vectors = store.snapshot()
         if store.meta("distance") == "cosine" and len(vectors):
             vectors = normalise(vectors)
         kind = choose_index_type(len(ids))
         dim = vectors.shape[1] if len(ids) else int(store.meta("dim", "16") or 16)
-        index = build_faiss(vectors.reshape(len(ids), dim), ids, kind)
-        if not save:
-            return index, kind, generation
-        path, info_path = store.dir / FAISS_NAME, store.dir / FAISS_INFO
+        built = cls(store, "rebuilt", kind, build_faiss(vectors.reshape(len(ids), dim), ids, kind), generation,
+                    len(ids))
+        if save:
+            built.save()
+        if gpu:
+            built.index = to_gpu_if_available(built.index)
+        return built
+
+    def catch_up(self) -> bool:
+        """Apply the database's changes since self.generation; False when the index must be built
+        again instead (it has outgrown its type, or does not match the database afterwards)."""
+        generation, count, removed, added, vectors = self.store.changes_since(self.generation)
+        if generation < self.generation:  # a database older than the file (restored from a backup)
+            return False
+        if generation == self.generation:
+            return self.index.ntotal == count
+        if self.kind not in ("flat", "ivf") or choose_index_type(count) != self.kind:
+            return False
+        if self.kind == "ivf" and count > REBUILD_GROWTH * max(self.trained_on, 1):
+            return False
+        if "Gpu" in type(self.index).__name__:
+            return False  # GPU indexes are rebuilt rather than edited
+        if len(removed):
+            self.index.remove_ids(np.unique(removed))
+        if len(added):
+            if self.distance == "cosine":
+                vectors = normalise(vectors)
+            self.index.add_with_ids(np.ascontiguousarray(vectors, np.float32), added)
+        self.generation, self.how = generation, "updated"
+        return self.index.ntotal == count
+
+    def save(self) -> None:
+        """faces.faiss and its sidecar, each replaced atomically (sidecar last: a kill in between
+        leaves a sidecar that no longer matches, and the next open rebuilds)."""
+        path, info_path = self.store.dir / FAISS_NAME, self.store.dir / FAISS_INFO
         tmp = path.with_suffix(".faiss.tmp")
-        faiss.write_index(index, str(tmp))
+        faiss.write_index(self.index, str(tmp))
         os.replace(tmp, path)
         tmp_info = info_path.with_suffix(".tmp")
-        tmp_info.write_text(json.dumps({"generation": generation, "faces": len(ids), "kind": kind,
-                                        "model": store_identity(store)}))
+        tmp_info.write_text(json.dumps({"generation": self.generation, "faces": self.index.ntotal, "kind": self.kind,
+                                        "trained_on": self.trained_on, "model": store_identity(self.store)}))
         os.replace(tmp_info, info_path)
-        return index, kind, generation
 
     def __len__(self) -> int:
         return self.index.ntotal

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 DISTANCES = ("l1", "l2", "cosine")
 
 
