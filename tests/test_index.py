@@ -199,3 +199,21 @@ def test_killed_runs_resume_to_the_same_index(tmp_path, ferplus_valid):
         assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
         statuses = [s for (s,) in db.execute("select status from runs order by id")]
     assert statuses.count("interrupted") >= 2 and statuses[-1] == "done"
+
+
+def test_one_query_answers_several_images_and_folders(photos_index, photos, tmp_path):
+    """Scripts pay the start-up once: each image is answered as it would be alone; a bad one is
+    named and skipped."""
+    folder = tmp_path / "queries"
+    folder.mkdir()
+    shutil.copy(photos / "img6.jpg", folder / "a.jpg")
+    (folder / "broken.jpg").write_text("not a picture")
+    result = run_cli("query", photos / "couple.jpg", folder, "--index", photos_index, "-k", 3, "--json",
+                     "--sheet", tmp_path / "sheet.jpg")
+    answers = json.loads(result.stdout)
+    assert [Path(a["query"]["source"]).name for a in answers] == ["couple.jpg", "a.jpg"]
+    for a in answers:
+        alone = json.loads(run_cli("query", a["query"]["source"], "--index", photos_index, "-k", 3, "--json").stdout)
+        assert a["results"] == alone["results"]
+    assert "broken.jpg" in result.stderr and "2 of 3 images answered; 1 skipped" in result.stderr
+    assert (tmp_path / "sheet-1.jpg").exists() and (tmp_path / "sheet-2.jpg").exists()

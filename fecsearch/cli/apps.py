@@ -90,7 +90,7 @@ def rank_diff(data_dir, model_a, model_b, n_queries, max_n, seed, judge, referen
         if missing:
             fail(f"{missing} of {len(pairs)} pairs have no vote yet in {votes_db}; answer them with --rater NAME "
                  f"(you can stop with q and resume later) or on the rating page of `fecsearch serve`")
-    result = score_study(study, judge_.compare, max_n)
+    result = score_study(study, judge_, max_n)
     report = {"data": str(data_dir), "a": model_a, "b": model_b, "judge": judge, "queries": n_queries,
               "collection": len(study.names) - n_queries, "seed": seed, **result.summary()}
     if out:

@@ -10,49 +10,93 @@ from fecsearch.cli.common import DEFAULT_INDEX, device_option, echo_json, fail
 
 
 @click.command()
-@click.argument("image", required=False, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @click.option("-k", default=10, show_default=True, help="How many faces to return.")
 @click.option("--index", "index_dir", default=DEFAULT_INDEX, show_default=True, type=click.Path(path_type=Path))
 @click.option("--id", "face_id", type=int, help="Query with a face already in the index, by its face id.")
-@click.option("--face", "face_number", type=int, help="Which face of IMAGE (0 = leftmost); default: the largest.")
-@click.option("--cropped", is_flag=True, help="IMAGE already is a face crop: no detection.")
-@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-@click.option("--sheet", type=click.Path(path_type=Path), help="Write a contact sheet of the query and its results.")
+@click.option("--face", "face_number", type=int, help="Which face of each image (0 = leftmost); default: the largest.")
+@click.option("--cropped", is_flag=True, help="Each image already is a face crop: no detection.")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON (a list when there are several queries).")
+@click.option("--sheet", type=click.Path(path_type=Path),
+              help="Write a contact sheet of the query and its results (several queries: OUT-1.jpg, OUT-2.jpg, ...).")
 @device_option
-def query(image, k, index_dir, face_id, face_number, cropped, as_json, sheet, device):
-    """The K indexed faces whose expression is nearest to IMAGE's face.
+def query(images, k, index_dir, face_id, face_number, cropped, as_json, sheet, device):
+    """The K indexed faces whose expression is nearest to each image's face.
+
+    IMAGES are files or folders (every image in them); the model and index load once for all of
+    them. An image that cannot be used gets one line naming it, and the others are answered.
 
     \b
     Examples:
       fecsearch query smile.jpg -k 10
       fecsearch query group.jpg --face 2 --json
+      fecsearch query queries/ --json > answers.json
       fecsearch query --id 42 --sheet similar.jpg
     """
-    from fecsearch.faces.images import BadImage
+    from fecsearch.faces.images import BadImage, find_images
     from fecsearch.models.config import MissingWeights
     from fecsearch.query.search import Searcher
-    from fecsearch.query.sheets import face_thumbnail, query_sheet
     from fecsearch.store.database import ModelMismatch
 
-    if (image is None) == (face_id is None):
-        raise click.UsageError("give either an IMAGE or --id FACE_ID")
-    started = time.time()
+    if bool(images) == (face_id is not None):
+        raise click.UsageError("give either an IMAGE or --id FACE_ID (IMAGES may be several files or folders)")
+    problems = (FileNotFoundError, BadImage, LookupError, MissingWeights, ModelMismatch, ValueError)
     try:
         searcher = Searcher(index_dir, device=device)
-        q = searcher.query_face_id(face_id) if face_id is not None else \
-            searcher.query_image(image, face=face_number, cropped=cropped)
-    except (FileNotFoundError, BadImage, LookupError, MissingWeights, ModelMismatch, ValueError) as err:
+    except problems as err:
         fail(str(err).strip("'\""))
+    if face_id is not None:
+        try:
+            answer(searcher, searcher.query_face_id(face_id), k, False, as_json, sheet, time.time(), as_list=False)
+        except LookupError as err:
+            fail(str(err).strip("'\""))
+        return
+    files, skipped = [], []
+    for image in images:
+        if image.is_dir():
+            found, unreadable = find_images(image)
+            files += found
+            skipped += [f"{path}: {reason}" for path, reason in unreadable]
+        else:
+            files.append(image)
+    several = len(files) > 1 or any(image.is_dir() for image in images)
+    answers = []
+    for n, path in enumerate(files, 1):
+        started = time.time()
+        try:
+            q = searcher.query_image(path, face=face_number, cropped=cropped)
+        except problems as err:
+            if not several:
+                fail(str(err).strip("'\""))
+            skipped.append(str(err).strip("'\""))
+            click.echo(f"skipped {skipped[-1]}", err=True)
+            continue
+        out = sheet.with_name(f"{sheet.stem}-{n}{sheet.suffix}") if sheet and several else sheet
+        answers.append(answer(searcher, q, k, cropped, as_json, out, started, as_list=several))
+    if as_json and several:
+        echo_json(answers)
+    if several:
+        click.echo(f"{len(answers)} of {len(files)} images answered; {len(skipped)} skipped", err=True)
+        if not answers:
+            raise SystemExit(1)
+
+
+def answer(searcher, q, k: int, cropped: bool, as_json: bool, sheet: Path | None, started: float,
+           as_list: bool) -> dict:
+    """Search one query face and print (or, for a list of queries, return) its answer."""
+    from fecsearch.query.sheets import face_thumbnail, query_sheet
+
     results = searcher.search(q.vector, k)
     if sheet:
-        query_tile = face_thumbnail(q.source, q.face.box) if not cropped else q.face.crop
-        query_sheet(query_tile, results, sheet)
+        query_sheet(face_thumbnail(q.source, q.face.box) if not cropped else q.face.crop, results, sheet)
+    data = {"query": {"source": q.source, "face": q.face_number, "faces_found": q.faces_found,
+                      "box": [round(v, 1) for v in q.face.box]},
+            "model": searcher.model_name, "results": [r.to_dict() for r in results],
+            "seconds": round(time.time() - started, 3)}
     if as_json:
-        echo_json({"query": {"source": q.source, "face": q.face_number, "faces_found": q.faces_found,
-                             "box": [round(v, 1) for v in q.face.box]},
-                   "model": searcher.model_name, "results": [r.to_dict() for r in results],
-                   "seconds": round(time.time() - started, 3)})
-        return
+        if not as_list:
+            echo_json(data)
+        return data
     click.echo(f"query: {q.source} face {q.face_number} of {q.faces_found}, box "
                f"{tuple(round(v) for v in q.face.box)}; model {searcher.model_name}")
     click.echo(f"{'rank':>4}  {'distance':>8}  {'face':>6}  path  [box]")
@@ -60,3 +104,4 @@ def query(image, k, index_dir, face_id, face_number, cropped, as_json, sheet, de
         click.echo(f"{r.rank:>4}  {r.distance:8.4f}  {r.face_id:>6}  {r.path}  {[round(v) for v in r.box]}")
     if sheet:
         click.echo(f"sheet: {sheet}")
+    return data

@@ -10,11 +10,6 @@ import numpy as np
 from fecsearch.faces.images import IMAGE_SUFFIXES
 from fecsearch.models.config import EMOTIONS
 
-# FER+ label.csv vote columns, in file order (after file name and box).
-FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
-                   "unknown", "NF")
-
-
 # Folder names used by CK+ and friends, mapped onto the eight FER+/AffectNet classes.
 FOLDER_ALIASES = {"happy": "happiness", "sad": "sadness", "angry": "anger", "surprised": "surprise",
                   "sadness": "sadness", "anger": "anger", "disgust": "disgust", "fear": "fear",
@@ -38,7 +33,9 @@ def read_ferplus(folder: str | Path, min_votes: int = 6) -> LabelledFaces:
     paths, labels, votes = [], [], []
     with open(folder / "label.csv", newline="") as f:
         for row in csv.reader(f):
-            counts = np.array([float(v) for v in row[2:10]])
+            # label.csv: file name, box, the votes for the eight EMOTIONS in their order, then
+            # "unknown" and "not a face" (never counted).
+            counts = np.array([float(v) for v in row[2:2 + len(EMOTIONS)]])
             total = counts.sum()
             if total < min_votes:
                 continue

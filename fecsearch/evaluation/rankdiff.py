@@ -194,9 +194,9 @@ class StudyResult:
         plt.close(fig)
 
 
-def score_study(study: Study, compare: Callable[[Face, Face, Face], int], max_n: int) -> StudyResult:
+def score_study(study: Study, judge: Judge, max_n: int) -> StudyResult:
     """Every query's curve under one judge, and the mean curve."""
-    per_query = [{"query": q, "curve": rank_difference_curve(q, a, b, compare, max_n), "a": a, "b": b}
+    per_query = [{"query": q, "curve": rank_difference_curve(q, a, b, judge.compare, max_n), "a": a, "b": b}
                  for q, a, b in zip(study.queries, study.ranked_a, study.ranked_b)]
     curves = np.array([r["curve"] for r in per_query])
     sem = curves.std(axis=0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else np.zeros(max_n)

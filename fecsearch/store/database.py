@@ -28,7 +28,6 @@ import numpy as np
 import sqlite_utils
 
 from fecsearch.store import DB_NAME
-from fecsearch.store.lock import WriterLock
 
 SCHEMA_VERSION = 2  # 2: faces.generation and removed_faces, so FAISS can follow changes
 # The schema, in one place: table -> columns. Columns missing from an older index are added on its
@@ -150,12 +149,6 @@ class FaceStore:
                 db.execute("insert or replace into meta (key, value) values ('schema_version', ?)",
                            [str(SCHEMA_VERSION)])
 
-    def writer_lock(self, wait_message=None):
-        """An exclusive lock on the index for one writing run (a lock file beside the database,
-        released by the OS if the process dies). A second run waits, after saying so."""
-        return WriterLock(self.dir / (DB_NAME + ".lock"), wait_message)
-
-    # --- meta -------------------------------------------------------------------------------
     def meta(self, key: str, default: str | None = None) -> str | None:
         rows = list(self.db.query("select value from meta where key = ?", [key]))
         return rows[0]["value"] if rows else default
