@@ -114,3 +114,23 @@ def test_a_file_ahead_of_the_database_is_rebuilt(tmp_path):
         extra.unlink()
     reopened = vi.VectorIndex.open(FaceStore(tmp_path))
     assert reopened.how == "rebuilt" and len(reopened) == 50
+
+
+def test_large_collections_get_compressed_lists_that_still_follow_changes(tmp_path, monkeypatch):
+    monkeypatch.setattr(vi, "APPROXIMATE_FROM", 500)
+    monkeypatch.setattr(vi, "COMPRESS_FROM", 1500)
+    store = FaceStore(tmp_path)
+    store.bind_model("test", 16, "l2", "0" * 64)
+    add_images(store, range(3000), unit(3000, 14))
+    first = vi.VectorIndex.open(store)
+    assert first.kind == "ivf-sq8" and first.how == "rebuilt"
+    add_images(store, range(3000, 3500), unit(500, 15))
+    store.remove_images(image_ids(store, list(range(0, 3500, 5))))
+    grown = vi.VectorIndex.open(store)
+    assert (grown.how, grown.kind, len(grown)) == ("updated", "ivf-sq8", store.face_count())
+    ids, vectors = store.embeddings()
+    queries = unit(50, 16)
+    truth = vi.build_faiss(vectors, ids, "flat").search(queries, 10)[1]
+    found = [[h.face_id for h in grown.search(q, 10)] for q in queries]
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]) >= 0.9
+    assert (tmp_path / "faces.faiss").stat().st_size < 3000 * 40  # about 24 bytes a face, not 72

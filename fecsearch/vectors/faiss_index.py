@@ -28,9 +28,15 @@ REBUILD_GROWTH = 4
 # Past this many faces an inverted-file index answers much faster than exhaustive search at
 # recall@10 near 0.99 for 16-d embeddings (benchmarks/bench_faiss.py; benchmarks/RESULTS.md).
 APPROXIMATE_FROM = 1_000_000
+# Past this many, vectors are stored in IVF lists at one byte a dimension (24 bytes a face with its
+# id, against 72): recall@10 0.965 against 0.982 at 1M, and faster, where product quantisation
+# (16 bytes) falls to 0.85 (benchmarks/bench_faiss.py; benchmarks/RESULTS.md).
+COMPRESS_FROM = 20_000_000
 
 
 def choose_index_type(n: int) -> str:
+    if n >= COMPRESS_FROM:
+        return "ivf-sq8"
     return "ivf" if n >= APPROXIMATE_FROM else "flat"
 
 
@@ -47,9 +53,15 @@ def build_faiss(vectors: np.ndarray, ids: np.ndarray, kind: str) -> faiss.Index:
         base = faiss.IndexHNSWFlat(dim, 32)
         base.hnsw.efConstruction = 80
         base.hnsw.efSearch = 256
-    elif kind == "ivf":
+    elif kind in ("ivf", "ivf-sq8", "ivf-pq"):
         lists = ivf_lists(len(vectors))
-        base = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, lists)
+        quantizer = faiss.IndexFlatL2(dim)
+        if kind == "ivf":  # vectors stored whole: 4 bytes a dimension
+            base = faiss.IndexIVFFlat(quantizer, dim, lists)
+        elif kind == "ivf-sq8":  # one byte a dimension
+            base = faiss.IndexIVFScalarQuantizer(quantizer, dim, lists, faiss.ScalarQuantizer.QT_8bit)
+        else:  # product quantisation: 8 sub-vectors of 8 bits, 8 bytes a vector
+            base = faiss.IndexIVFPQ(quantizer, dim, lists, 8, 8)
         # k-means needs ~39 points per list; 64 per list is plenty and keeps training short at 10M.
         sample = vectors[np.random.default_rng(0).choice(len(vectors), min(len(vectors), 64 * lists), replace=False)]
         base.train(np.ascontiguousarray(sample, np.float32))
@@ -147,9 +159,9 @@ class VectorIndex:
             return False
         if generation == self.generation:
             return self.index.ntotal == count
-        if self.kind not in ("flat", "ivf") or choose_index_type(count) != self.kind:
+        if self.kind == "hnsw" or choose_index_type(count) != self.kind:
             return False
-        if self.kind == "ivf" and count > REBUILD_GROWTH * max(self.trained_on, 1):
+        if self.kind.startswith("ivf") and count > REBUILD_GROWTH * max(self.trained_on, 1):
             return False
         if "Gpu" in type(self.index).__name__:
             return False  # GPU indexes are rebuilt rather than edited
