@@ -63,7 +63,7 @@ class FoundFace:
     box: tuple[float, float, float, float]
     probability: float
     landmarks: np.ndarray | None
-    crop: Image.Image  # what the model sees, before normalisation
+    crop: Image.Image | None  # what the model sees, before normalisation (None: not read, e.g. a stored face)
 
     @property
     def area(self) -> float:

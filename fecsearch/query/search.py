@@ -9,7 +9,7 @@ import numpy as np
 
 from fecsearch.faces.align import FoundFace, largest_face
 from fecsearch.faces.detect import DetectorConfig
-from fecsearch.faces.images import load_image, original_scale
+from fecsearch.faces.images import load_image
 from fecsearch.store.database import FaceStore, ModelMismatch
 from fecsearch.vectors.faiss_index import VectorIndex, index_report
 
@@ -131,9 +131,8 @@ class Searcher:
         row = rows[face_id]
         vector = np.frombuffer(row["embedding"], dtype=np.float32)
         box = (row["x1"], row["y1"], row["x2"], row["y2"])
-        image = load_image(row["path"])
-        crop = image.crop(tuple(int(round(v / original_scale(image))) for v in box))
-        return QueryFace(FoundFace(box, row["probability"], None, crop), vector, row["path"], row["face_index"], 1)
+        # The vector is stored: the photo is not read (a sheet draws the face from its path and box).
+        return QueryFace(FoundFace(box, row["probability"], None, None), vector, row["path"], row["face_index"], 1)
 
     def search(self, vector: np.ndarray, k: int = 10) -> list[Result]:
         return nearest_faces(self.index, self.store, vector, k)
