@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from fecsearch.faces.detect import DetectorConfig
 from fecsearch.faces.images import file_sha256, find_images
-from fecsearch.ingest.workers import Decoded, decode_ahead, decode_file, torch_threads
+from fecsearch.ingest.workers import Decoded, ThreadEngine, decode_file, torch_threads
 from fecsearch.models.config import DEFAULT_MODEL
 from fecsearch.models.network import FaceEmbedder
 from fecsearch.models.pipeline import FacePipeline
@@ -56,7 +56,7 @@ class Indexer:
     def __init__(self, store: FaceStore, model: FaceEmbedder, model_name: str, weights_sha256: str,
                  cropped: bool = False, detector_config: DetectorConfig | None = None, workers: int | None = None,
                  chunk_size: int | None = None, device: str = "cpu", progress: bool = True,
-                 report: Report = print, rebuild_index: bool = False):
+                 report: Report = print, rebuild_index: bool = False, engine: ThreadEngine | None = None):
         self.store, self.model, self.model_name = store, model, model_name
         self.rebuild_index = rebuild_index
         self.cropped, self.progress, self.report = cropped, progress, report
@@ -64,6 +64,7 @@ class Indexer:
         # torch thread (MTCNN's small convolutions gain little from a second thread; a second image
         # on the other core gains almost 2x). Crops: workers only decode, the main thread embeds.
         self.workers = workers or (4 if cropped else max(1, os.cpu_count() or 1))
+        self.engine = engine or ThreadEngine(self.workers)
         # An existing index's faces were embedded with or without the mirror average: new ones follow.
         mirror = store.bind_model(model_name, model.config.embedding_size, model.config.distance, weights_sha256,
                                   model.config.mirror_average)
@@ -148,9 +149,9 @@ class Indexer:
         try:
             todo = self.plan(root, summary, run_id)
             bar = tqdm(total=len(todo), unit="img", desc="indexing", disable=not self.progress, dynamic_ncols=True)
-            with ThreadPoolExecutor(self.workers) as pool, torch_threads(None if self.cropped else 1):
-                # Workers run ahead while the main thread embeds and writes.
-                decoded = decode_ahead(pool, todo, ahead=2 * self.chunk_size, load=self._load)
+            # The engine's workers run ahead while this thread embeds and writes.
+            decoded = self.engine.map(self._load, todo, ahead=2 * self.chunk_size)
+            with closing(decoded), torch_threads(None if self.cropped else 1):
                 buffer: list[Decoded] = []
                 for item in decoded:
                     buffer.append(item)

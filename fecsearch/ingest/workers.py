@@ -1,4 +1,5 @@
-"""Reading images ahead of the indexer on a thread pool, with bounded memory."""
+"""The per-image work of indexing (read, decode; for photos also detect and align) and the engine
+that runs it ahead of the indexer, with bounded memory."""
 from __future__ import annotations
 
 import hashlib
@@ -61,3 +62,16 @@ def decode_ahead(pool: ThreadPoolExecutor, items: list, ahead: int,
             yield pending.popleft().result()
     while pending:
         yield pending.popleft().result()
+
+
+class ThreadEngine:
+    """Runs the per-image work on a thread pool in this process, in order, at most `ahead` images in
+    flight. An engine is this one method: another (across machines, say) replaces this class and
+    nothing else in the indexer."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+
+    def map(self, load: Callable[[tuple[Path, int, float]], Decoded], items: list, ahead: int) -> Iterator[Decoded]:
+        with ThreadPoolExecutor(self.workers) as pool:
+            yield from decode_ahead(pool, items, ahead, load)
