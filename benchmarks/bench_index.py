@@ -4,7 +4,8 @@
     uv run python benchmarks/bench_index.py ferplus [--limit N]  # ../shared/data/ferplus/train, --cropped
 
 All loops use the default model in the same process and the same MTCNN (same weights and
-thresholds). Each naive loop decodes, detects, aligns and embeds one image and one face at a time
+thresholds). `engine_onnx` is `fecsearch index` as it runs by default (ONNX Runtime), `engine_torch`
+the same with --runtime torch; the naive loops run torch. Each naive loop decodes, detects, aligns and embeds one image and one face at a time
 in one thread and writes nothing:
   naive_canvas  fecsearch's FacePipeline one image and one face at a time (its MTCNN driver on the
                 letterboxed 1024 canvas, its inference network with folded BatchNorms)
@@ -27,8 +28,9 @@ from fecsearch.faces.align import FoundFace
 from fecsearch.faces.images import find_images, load_image
 from fecsearch.ingest.indexer import Indexer
 from fecsearch.models import DEFAULT_MODEL, create_model
+from fecsearch.models.config import weights_checksum
+from fecsearch.models.inference import load_inference
 from fecsearch.models.pipeline import FacePipeline
-from fecsearch.models.registry import weights_checksum
 from fecsearch.store.database import FaceStore
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -37,7 +39,7 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def naive(paths, model, cropped: bool, eager: bool = False) -> tuple[int, float]:
     from fecsearch.models import prepare_face
 
-    pipeline = FacePipeline(model, cropped=cropped)
+    pipeline = FacePipeline(model.for_inference(), cropped=cropped, runtime="torch")
     start, faces = time.perf_counter(), 0
     for p in paths:
         for face in pipeline.find_faces([load_image(p)])[0]:
@@ -61,7 +63,7 @@ def naive_facenet(paths, model, canvas: bool) -> tuple[int, float]:
     config = DetectorConfig()
     mtcnn = MTCNN(keep_all=True, min_face_size=config.min_face_size, thresholds=list(config.thresholds))
     letterbox = FaceDetector(config)._letterbox
-    pipeline = FacePipeline(model, cropped=True)  # only its embed(); alignment done here
+    pipeline = FacePipeline(model.for_inference(), cropped=True, runtime="torch")  # only its embed(); alignment here
     start, faces = time.perf_counter(), 0
     for p in paths:
         image = load_image(p)
@@ -81,11 +83,12 @@ def naive_facenet(paths, model, canvas: bool) -> tuple[int, float]:
     return faces, time.perf_counter() - start
 
 
-def engine(folder: Path, model, cropped: bool) -> tuple[int, float]:
+def engine(folder: Path, mirror: bool, cropped: bool, runtime: str) -> tuple[int, float]:
     tmp = Path(tempfile.mkdtemp())
     try:
         store = FaceStore(tmp / "idx")
-        indexer = Indexer(store, model, DEFAULT_MODEL, weights_checksum(DEFAULT_MODEL, None), cropped=cropped,
+        network = load_inference(DEFAULT_MODEL, runtime=runtime, mirror_average=mirror, device="cpu")
+        indexer = Indexer(store, network, DEFAULT_MODEL, weights_checksum(DEFAULT_MODEL, None), cropped=cropped,
                           progress=False, report=lambda m: None)
         summary = indexer.run(folder)
         return summary.faces_added, summary.seconds
@@ -107,7 +110,8 @@ def main() -> None:
     model.config = replace(model.config, mirror_average=not args.no_mirror)
     paths, _ = find_images(folder)
     naive_paths = paths[: args.limit] if args.limit else paths
-    loops = {"engine": lambda: engine(folder, model, cropped),
+    loops = {"engine_onnx": lambda: engine(folder, not args.no_mirror, cropped, "onnx"),
+             "engine_torch": lambda: engine(folder, not args.no_mirror, cropped, "torch"),
              "naive_canvas": lambda: naive(naive_paths, model, cropped),
              "naive_eager": lambda: naive(naive_paths, model, cropped, eager=True)}
     if not cropped:
@@ -127,7 +131,7 @@ def main() -> None:
         result[f"{name}_s"] = round(s, 2)
         result[f"{name}_faces_per_s"] = round(n / s, 1)
     for name in list(loops)[1:]:
-        result[f"speedup_vs_{name}"] = round(result["engine_faces_per_s"] / result[f"{name}_faces_per_s"], 2)
+        result[f"speedup_vs_{name}"] = round(result["engine_onnx_faces_per_s"] / result[f"{name}_faces_per_s"], 2)
     print(json.dumps(result, indent=2))
 
 

@@ -4,7 +4,8 @@
 
 Builds an index of ../shared/data/photos first (or reuses --index), queries with its photos. The
 cold commands are timed in turns, each beside `python -c "import torch"` as the baseline (the
-machine is noisy: the ratio is what compares across runs).
+machine is noisy: the ratio is what compares across runs). Queries by image run in both runtimes:
+ONNX Runtime (the default) and torch (--runtime torch), cold and warm.
 """
 from __future__ import annotations
 
@@ -41,32 +42,38 @@ def main() -> None:
         "import_torch_baseline": [sys.executable, "-c", "import torch"],
         "help": fecsearch + ["--help"],
         "query_by_id": fecsearch + ["query", "--id", "1", "--index", str(index), "--json"],
-        "query_by_image": None,  # one of the photos, in turn
+        "query_by_image": None,  # one of the photos, in turn (ONNX Runtime, the default)
+        "query_by_image_torch": ["--runtime", "torch"],
     }
     cold = {name: [] for name in commands}
     for i in range(args.cold):
         for name, command in commands.items():
-            if command is None:
-                command = fecsearch + ["query", str(photos[i % len(photos)]), "--index", str(index), "--json"]
+            if command is None or command[0] == "--runtime":
+                command = fecsearch + ["query", str(photos[i % len(photos)]), "--index", str(index), "--json",
+                                       *(command or [])]
             start = time.perf_counter()
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
             cold[name].append(time.perf_counter() - start)
     base = np.median(cold["import_torch_baseline"])
     cold_report = {name: {**pct(v), "x_import_torch": round(float(np.median(v) / base), 2)} for name, v in cold.items()}
-    searcher = Searcher(index)
-    warm_image, warm_id = [], []
-    for i in range(args.warm):
-        p = photos[i % len(photos)]
-        start = time.perf_counter()
-        q = searcher.query_image(p)
-        searcher.search(q.vector, 10)
-        warm_image.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        q = searcher.query_face_id(1 + i % 60)
-        searcher.search(q.vector, 10)
-        warm_id.append(time.perf_counter() - start)
-    print(json.dumps({"cold_process": cold_report, "warm_by_image": pct(warm_image), "warm_by_face_id": pct(warm_id)},
-                     indent=2))
+    report = {"cold_process": cold_report}
+    for runtime in ("onnx", "torch"):
+        searcher = Searcher(index, runtime=runtime)
+        searcher.query_image(photos[0])  # loads the model: the cold numbers above count that
+        warm_image, warm_id = [], []
+        for i in range(args.warm):
+            p = photos[i % len(photos)]
+            start = time.perf_counter()
+            q = searcher.query_image(p)
+            searcher.search(q.vector, 10)
+            warm_image.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            q = searcher.query_face_id(1 + i % 60)
+            searcher.search(q.vector, 10)
+            warm_id.append(time.perf_counter() - start)
+        report[f"warm_by_image_{runtime}"] = pct(warm_image)
+        report[f"warm_by_face_id_{runtime}"] = pct(warm_id)
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

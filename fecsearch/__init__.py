@@ -17,9 +17,9 @@ For programs:
 __version__ = "0.1.0"
 
 
-def open_index(index_dir="indexes/default", device: str | None = None, detector_config=None):
-    """An index opened read-only for searching (see fecsearch.query.search.Searcher)."""
-    from fecsearch.models.registry import default_device
+def open_index(index_dir="indexes/default", device: str | None = None, detector_config=None, runtime: str = "auto"):
+    """An index opened read-only for searching (see fecsearch.query.search.Searcher). runtime:
+    "onnx" (ONNX Runtime, no torch), "torch", or "auto" (ONNX Runtime where the model has a graph)."""
     from fecsearch.query.search import Searcher
 
-    return Searcher(index_dir, device=default_device(device), detector_config=detector_config)
+    return Searcher(index_dir, device=device, detector_config=detector_config, runtime=runtime)

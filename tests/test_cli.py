@@ -30,7 +30,7 @@ def loaded_modules(*args) -> set[str]:
     """The heavy modules a fresh `fecsearch ARGS` process imported (it must succeed)."""
     code = ("import sys\nfrom fecsearch.cli import main\n"
             "try:\n    main(sys.argv[1:])\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
-            "heavy = ('numpy', 'torch', 'torchvision', 'facenet_pytorch', 'matplotlib', 'sklearn', 'fecsearch.train.common')\n"
+            "heavy = ('numpy', 'onnxruntime', 'torch', 'torchvision', 'facenet_pytorch', 'matplotlib', 'sklearn', 'fecsearch.train.common')\n"
             "print(' '.join(m for m in heavy if m in sys.modules), file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, check=True)
     return set(done.stderr.strip().splitlines()[-1].split()) if done.stderr.strip() else set()
@@ -38,7 +38,10 @@ def loaded_modules(*args) -> set[str]:
 
 def test_commands_import_only_what_they_use(photos_index, photos):
     """Start-up is most of a one-off query: --help loads not even numpy, query --id no torch, and a
-    query by image no torchvision, facenet-pytorch, plotting or training code."""
+    query by image runs in ONNX Runtime: no torch, torchvision, facenet-pytorch, plotting or training
+    code (--runtime torch loads torch and still nothing else)."""
     assert loaded_modules("--help") == set()
     assert loaded_modules("query", "--id", "1", "--index", photos_index, "--json") == {"numpy"}
-    assert loaded_modules("query", photos / "img6.jpg", "--index", photos_index, "--json") == {"numpy", "torch"}
+    assert loaded_modules("query", photos / "img6.jpg", "--index", photos_index, "--json") == {"numpy", "onnxruntime"}
+    assert loaded_modules("query", photos / "img6.jpg", "--index", photos_index, "--json", "--runtime", "torch") == {
+        "numpy", "torch"}

@@ -67,7 +67,7 @@ def test_training_and_query_prepare_faces_identically(ferplus_valid):
     model = create_model("fecnet-lite-16d", random_init=True).eval()
     paths = sorted(ferplus_valid.glob("*.png"))[:20]
     training = load_prepared(paths, model.config.preprocess)
-    pipeline = FacePipeline(model, cropped=True)
+    pipeline = FacePipeline(model.for_inference(), cropped=True, runtime="torch")
     found = pipeline.find_faces([Image.open(p) for p in paths])
     query = torch.stack([prepare_face(f[0].crop, model.config.preprocess) for f in found])
     assert torch.equal(training, query)

@@ -188,15 +188,11 @@ def test_two_runs_on_a_new_index_at_once(ferplus_valid, tmp_path):
 
 def test_photo_workers_pass_on_crops_not_decoded_photos(photos):
     """What waits in the queue for the writer is the aligned crops: a decoded photo is released."""
-    from fecsearch.ingest.indexer import Indexer
-    from fecsearch.models import create_model
-    from fecsearch.models.pipeline import FacePipeline
+    from fecsearch.ingest.workers import IngestJob, find_faces_of
 
     path = photos / "couple.jpg"
-    indexer = Indexer.__new__(Indexer)  # only the worker's step: no store needed
-    indexer.cropped = False
-    indexer.pipeline = FacePipeline(create_model("fecnet-lite-16d"))
-    decoded = indexer._load((path, path.stat().st_size, path.stat().st_mtime))
+    pipeline = IngestJob("fecnet-lite-16d", None, True, cropped=False).pipeline()  # the worker's step only
+    decoded = find_faces_of(pipeline, (path, path.stat().st_size, path.stat().st_mtime))
     assert decoded.image is None and len(decoded.faces) == 2
     assert (decoded.width, decoded.height) == Image.open(path).size
     assert all(f.crop.size == (48, 48) for f in decoded.faces)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fecsearch.cli.common import echo_json, fail, load, study_options
+from fecsearch.cli.common import echo_json, fail, load, load_network, study_options
 from fecsearch.models.config import DEFAULT_MODEL
 
 
@@ -139,7 +139,8 @@ def summarize_cmd(folder, index_dir, clusters, sheet, model_name, as_json):
         from fecsearch.faces.images import find_images
         from fecsearch.models.pipeline import FacePipeline, embed_files
 
-        pipeline = FacePipeline(load(model_name or DEFAULT_MODEL, None))
+        network = load_network(model_name or DEFAULT_MODEL, None)
+        pipeline = FacePipeline(network, device=network.device, runtime=network.runtime)
         embedded = embed_files(pipeline, find_images(folder)[0], batch_size=1)
         for s in embedded.skipped:
             click.echo(f"skipped {s}", err=True)

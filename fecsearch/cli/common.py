@@ -58,21 +58,38 @@ def make_detector_config(min_face, min_prob, thresholds, canvas):
 
 
 def device_option(f):
-    return click.option("--device", default=None, help="torch device (default: cuda when available, else cpu).")(f)
+    """--device and --runtime: where and in what the networks run."""
+    f = click.option("--runtime", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True,
+                     help="onnx: ONNX Runtime, no torch needed; torch; auto: ONNX Runtime for every model that "
+                          "has an exported graph (the shipped ones), torch for other checkpoints.")(f)
+    return click.option("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available, "
+                                                       "else cpu).")(f)
 
 
-def pick_device(device):
-    from fecsearch.models.registry import default_device
+def load_network(model_name, checkpoint, device=None, runtime="auto", mirror=None):
+    """A model ready to embed (models.inference.load_inference), or one sentence saying why not."""
+    from fecsearch.models.config import MissingWeights
+    from fecsearch.models.inference import load_inference
+    from fecsearch.runtime.onnx import RuntimeUnavailable
 
-    return default_device(device)
+    try:
+        return load_inference(model_name, checkpoint, device, runtime, mirror_average=mirror)
+    except (MissingWeights, KeyError, RuntimeUnavailable, ValueError) as err:
+        fail(str(err).strip("'\""))
 
 
 class IndexProblem(click.ClickException):
     exit_code = 2
 
 
+# What the `torch` extra installs: training, evaluation and --runtime torch need it; indexing,
+# queries and the server do not.
+TORCH_EXTRA = ("torch", "torchvision", "facenet_pytorch")
+
+
 class Commands(click.Group):
-    """Every command: an index that cannot be used ends the run with one sentence and exit code 2."""
+    """Every command: an index that cannot be used ends the run with one sentence and exit code 2,
+    and so does a command that needs torch where it is not installed."""
 
     def invoke(self, ctx):
         from fecsearch.store.database import IndexUnusable
@@ -81,12 +98,20 @@ class Commands(click.Group):
             return super().invoke(ctx)
         except IndexUnusable as err:
             raise IndexProblem(str(err)) from None
+        except ModuleNotFoundError as err:
+            if (err.name or "").split(".")[0] not in TORCH_EXTRA:
+                raise
+            command = ctx.invoked_subcommand or "this command"
+            raise click.ClickException(f"`fecsearch {command}` needs {err.name}, which is not installed here: "
+                                       f"pip install 'fecsearch[torch]' (indexing, queries and the server "
+                                       f"run without it)") from None
 
 
 def load(model_name, checkpoint, mirror: bool = True):
     from dataclasses import replace
 
-    from fecsearch.models.registry import MissingWeights, create_model
+    from fecsearch.models.config import MissingWeights
+    from fecsearch.models.registry import create_model
 
     try:
         model = create_model(model_name, checkpoint=checkpoint)

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
 
 from fecsearch.cli.common import (DEFAULT_INDEX, IndexProblem, detector_options, device_option, echo_json, fail,
-                                  make_detector_config, pick_device)
+                                  load_network, make_detector_config)
 
 
 @click.command()
@@ -55,9 +56,14 @@ def models(as_json):
 
 
 @click.command()
-@click.argument("folder", type=click.Path(path_type=Path))
+@click.argument("folder", type=click.Path(path_type=Path), required=False)
 @click.option("--index", "index_dir", default=DEFAULT_INDEX, show_default=True, type=click.Path(path_type=Path),
               help="Index folder (SQLite database + FAISS file).")
+@click.option("--shards", "shards_dir", type=click.Path(path_type=Path),
+              help="Write Parquet shards into this folder instead of an index (merge them with --from-shards); "
+                   "a rerun skips the images already in finished shards.")
+@click.option("--from-shards", "from_shards", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Merge the Parquet shards of this folder into --index (no FOLDER).")
 @click.option("--model", "model_name", default=None, help="Embedding model (default: the index's, else fecnet-lite-16d).")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="Trained weights for --model.")
 @click.option("--cropped", is_flag=True, help="Each image already is one face crop (FER, CelebA aligned): no detection.")
@@ -70,12 +76,17 @@ def models(as_json):
 @click.option("--rebuild-index", is_flag=True,
               help="Build the FAISS index again from the database (retraining IVF lists) instead of adding "
                    "and removing what changed.")
+@click.option("--engine", type=click.Choice(["thread", "ray"]), default="thread", show_default=True,
+              help="thread: a thread pool in this process, nothing to start; ray: Ray actors detect and embed "
+                   "(a local Ray, or the cluster at --address); needs `pip install 'fecsearch[ray]'`.")
+@click.option("--address", "ray_address", default=None,
+              help="With --engine ray: the Ray cluster to join ('auto': the one this machine is in).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @detector_options
 @device_option
-def index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_size, mirror, rebuild_index, as_json,
-          quiet, min_face, min_prob, thresholds, canvas, device):
+def index(folder, index_dir, shards_dir, from_shards, model_name, checkpoint, cropped, workers, chunk_size, mirror,
+          rebuild_index, engine, ray_address, as_json, quiet, min_face, min_prob, thresholds, canvas, device, runtime):
     """Embed every face of FOLDER (recursively) into an index.
 
     Runs again over the same folder embed only new or changed files and drop deleted ones; an
@@ -85,35 +96,111 @@ def index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_siz
     Examples:
       fecsearch index ~/Pictures/party
       fecsearch index ../shared/data/ferplus/valid --cropped --index indexes/fer-valid
+      fecsearch index /mnt/photos --engine ray --address auto
+      fecsearch index /mnt/photos --engine ray --address auto --shards /mnt/shards
+      fecsearch index --from-shards /mnt/shards --index indexes/all
     """
     from fecsearch.store.database import DB_NAME
     from fecsearch.store.lock import WriterLock
 
-    if not folder.exists():
+    if (folder is None) == (from_shards is None):
+        raise click.UsageError("give a FOLDER to index, or --from-shards DIR to merge")
+    if folder is not None and not folder.exists():
         fail(f"{folder}: no such file or folder")
+    if shards_dir is not None:
+        return write_shards(folder, shards_dir, model_name, checkpoint, cropped, workers, chunk_size, mirror, as_json,
+                            quiet, make_detector_config(min_face, min_prob, thresholds, canvas), device, runtime,
+                            make_engine(engine, ray_address, workers))
     if index_dir.exists() and not index_dir.is_dir():
         fail(f"{index_dir}: --index must be a folder, and this is a file")
     index_dir.mkdir(parents=True, exist_ok=True)
     # One writer per index: a second run waits here, after saying so, until the first is done.
     with WriterLock(index_dir / (DB_NAME + ".lock"), lambda m: click.echo(m, err=True)):
+        if from_shards is not None:
+            return merge(from_shards, index_dir, as_json)
         run_index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_size, mirror, rebuild_index,
-                  as_json, quiet, make_detector_config(min_face, min_prob, thresholds, canvas), device)
+                  as_json, quiet, make_detector_config(min_face, min_prob, thresholds, canvas), device, runtime,
+                  make_engine(engine, ray_address, workers))
+
+
+def write_shards(folder, shards_dir, model_name, checkpoint, cropped, workers, chunk_size, mirror, as_json, quiet,
+                 detector_config, device, runtime, engine):
+    from fecsearch.ingest.shards import index_to_shards
+    from fecsearch.ingest.workers import IngestJob, ThreadEngine
+    from fecsearch.models.config import DEFAULT_MODEL
+    from fecsearch.runtime.onnx import RuntimeUnavailable
+
+    job = IngestJob(model_name or DEFAULT_MODEL, checkpoint, mirror, cropped, detector_config, runtime, device)
+    engine = engine or ThreadEngine(workers or (4 if cropped else max(1, os.cpu_count() or 1)))
+    try:
+        summary = index_to_shards(folder, shards_dir, job, engine, chunk_size or (512 if cropped else 16),
+                                  report=lambda m: click.echo(m, err=True), progress=not quiet and not as_json)
+    except (ValueError, KeyError, RuntimeUnavailable) as err:
+        fail(str(err).strip("'\""))
+    if as_json:
+        echo_json(summary.to_dict())
+        return
+    click.echo(f"{summary.images} images and {summary.faces} faces written in {summary.shards_written} shards to "
+               f"{shards_dir}; {summary.images_skipped_done} already in earlier shards, {len(summary.skipped)} "
+               f"skipped; {summary.seconds:.1f}s")
+
+
+def merge(from_shards, index_dir, as_json):
+    from fecsearch.ingest.shards import merge_shards
+    from fecsearch.store.database import FaceStore, ModelMismatch
+    from fecsearch.vectors.faiss_index import VectorIndex
+
+    store = FaceStore(index_dir)
+    try:
+        summary = merge_shards(store, from_shards, report=lambda m: click.echo(m, err=True))
+        vectors = VectorIndex.open(store, gpu=False)
+    except (ValueError, FileNotFoundError, ModelMismatch) as err:
+        fail(str(err).strip("'\""))
+    finally:
+        store.close()
+    if as_json:
+        echo_json({**summary.to_dict(), "faces_total": len(vectors), "index_type": vectors.kind,
+                   "index_update": vectors.how})
+        return
+    click.echo(f"{summary.shards_merged} shards merged into {index_dir}: {summary.images} images and {summary.faces} "
+               f"faces added, {summary.images_skipped_done} already there, {len(summary.skipped)} skipped; "
+               f"{len(vectors)} faces in the index ({vectors.kind}, {vectors.how}); {summary.seconds:.1f}s")
+
+
+def make_engine(name: str, address: str | None, workers: int | None):
+    if name == "thread":
+        return None  # the indexer's default
+    from fecsearch.runtime.onnx import module_installed
+
+    if not module_installed("ray"):
+        fail("--engine ray needs Ray, which is not installed here: pip install 'fecsearch[ray]'")
+    from fecsearch.ingest.ray_engine import RayEngine
+
+    return RayEngine(address, detect_actors=workers)
 
 
 def run_index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_size, mirror, rebuild_index, as_json,
-              quiet, detector_config, device):
+              quiet, detector_config, device, runtime="auto", engine=None):
     from fecsearch.ingest.indexer import Indexer
     from fecsearch.models.config import MissingWeights
+    from fecsearch.runtime.onnx import RuntimeUnavailable
     from fecsearch.store.database import FaceStore, ModelMismatch
 
+    store = FaceStore(index_dir)
     try:
-        indexer = Indexer.for_folder(FaceStore(index_dir), model_name, checkpoint, mirror, cropped=cropped,
-                                     detector_config=detector_config, workers=workers, chunk_size=chunk_size,
-                                     device=pick_device(device), progress=not quiet and not as_json,
-                                     report=lambda m: click.echo(m, err=True), rebuild_index=rebuild_index)
-    except (MissingWeights, ModelMismatch, KeyError) as err:
-        fail(str(err).strip("'\""))
-    summary = indexer.run(folder)
+        try:
+            indexer = Indexer.for_folder(store, model_name, checkpoint, mirror, cropped=cropped,
+                                         detector_config=detector_config, workers=workers, chunk_size=chunk_size,
+                                         device=device, runtime=runtime, progress=not quiet and not as_json,
+                                         report=lambda m: click.echo(m, err=True), rebuild_index=rebuild_index,
+                                         engine=engine)
+        except (MissingWeights, ModelMismatch, KeyError, RuntimeUnavailable) as err:
+            fail(str(err).strip("'\""))
+        summary = indexer.run(folder)
+    finally:
+        # closed now, not whenever the garbage collector gets to it: a connection closed late
+        # checkpoints its WAL then, into whatever the file has become
+        store.close()
     if as_json:
         echo_json(summary.to_dict())
         return
@@ -136,7 +223,7 @@ def run_index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk
 @click.option("--cropped", is_flag=True, help="Each image already is one face crop: no detection.")
 @detector_options
 @device_option
-def embed(paths, out, model_name, checkpoint, cropped, min_face, min_prob, thresholds, canvas, device):
+def embed(paths, out, model_name, checkpoint, cropped, min_face, min_prob, thresholds, canvas, device, runtime):
     """Embeddings of every face in PATHS (files or folders), without an index.
 
     The .npz holds `paths` (each face's source image), `embeddings` (float32, [n, d]) and
@@ -151,15 +238,10 @@ def embed(paths, out, model_name, checkpoint, cropped, min_face, min_prob, thres
     from fecsearch.faces.images import find_images
     from fecsearch.models.config import DEFAULT_MODEL
     from fecsearch.models.pipeline import FacePipeline, embed_files
-    from fecsearch.models.registry import MissingWeights, create_model
 
-    model_name = model_name or DEFAULT_MODEL
-    try:
-        model = create_model(model_name, checkpoint=checkpoint, device=pick_device(device))
-    except (MissingWeights, KeyError) as err:
-        fail(str(err).strip("'\""))
-    pipeline = FacePipeline(model, cropped, make_detector_config(min_face, min_prob, thresholds, canvas),
-                            device=pick_device(device))
+    network = load_network(model_name or DEFAULT_MODEL, checkpoint, device, runtime)
+    pipeline = FacePipeline(network, cropped, make_detector_config(min_face, min_prob, thresholds, canvas),
+                            device=network.device, runtime=network.runtime)
     files, skipped = [], []
     for p in paths:
         found, problems = find_images(p)

@@ -20,7 +20,7 @@ from fecsearch.cli.common import DEFAULT_INDEX, device_option, echo_json, fail
 @click.option("--sheet", type=click.Path(path_type=Path),
               help="Write a contact sheet of the query and its results (several queries: OUT-1.jpg, OUT-2.jpg, ...).")
 @device_option
-def query(images, k, index_dir, face_id, face_number, cropped, as_json, sheet, device):
+def query(images, k, index_dir, face_id, face_number, cropped, as_json, sheet, device, runtime):
     """The K indexed faces whose expression is nearest to each image's face.
 
     IMAGES are files or folders (every image in them); the model and index load once for all of
@@ -36,13 +36,15 @@ def query(images, k, index_dir, face_id, face_number, cropped, as_json, sheet, d
     from fecsearch.faces.images import BadImage, find_images
     from fecsearch.models.config import MissingWeights
     from fecsearch.query.search import Searcher
+    from fecsearch.runtime.onnx import RuntimeUnavailable
     from fecsearch.store.database import ModelMismatch
 
     if bool(images) == (face_id is not None):
         raise click.UsageError("give either an IMAGE or --id FACE_ID (IMAGES may be several files or folders)")
-    problems = (FileNotFoundError, BadImage, LookupError, MissingWeights, ModelMismatch, ValueError)
+    problems = (FileNotFoundError, BadImage, LookupError, MissingWeights, ModelMismatch, ValueError,
+                RuntimeUnavailable)
     try:
-        searcher = Searcher(index_dir, device=device)
+        searcher = Searcher(index_dir, device=device, runtime=runtime)
     except problems as err:
         fail(str(err).strip("'\""))
     if face_id is not None:

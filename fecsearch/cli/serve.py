@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from fecsearch.cli.common import (DEFAULT_INDEX, detector_options, device_option, fail, make_detector_config,
-                                  pick_device, study_options)
+                                  study_options)
 
 
 @click.command()
@@ -25,7 +25,7 @@ from fecsearch.cli.common import (DEFAULT_INDEX, detector_options, device_option
 @detector_options
 @device_option
 def serve(index_dir, host, port, max_upload_mb, rate_dir, votes_db, model_a, model_b, n_queries, max_n, seed,
-          min_face, min_prob, thresholds, canvas, device):
+          min_face, min_prob, thresholds, canvas, device, runtime):
     """Serve an index: a search page at /, a rating page at /rate, a JSON API under /api.
 
     API: GET /api/health, /api/info, /api/summary?n=10; POST /api/search?k=10[&face=N][&all=1][&cropped=1]
@@ -41,27 +41,29 @@ def serve(index_dir, host, port, max_upload_mb, rate_dir, votes_db, model_a, mod
       fecsearch serve --index indexes/default --rate ../shared/data/ferplus/valid --votes votes.db
       curl -F image=@face.jpg 'http://127.0.0.1:8000/api/search?k=5'
     """
-    import torch
     import uvicorn
 
     from fecsearch.faces.images import BadImage
     from fecsearch.models.config import MissingWeights
+    from fecsearch.runtime.onnx import RuntimeUnavailable
     from fecsearch.serve.app import create_app, is_loopback
     from fecsearch.serve.library import Library
     from fecsearch.serve.rating import Rating
     from fecsearch.store.database import ModelMismatch
 
-    device = pick_device(device)
-    slots = 1
-    if torch.device(device).type == "cpu":
-        # One inference per core, each on one torch thread (see Library).
-        slots = max(1, os.cpu_count() or 1)
-        torch.set_num_threads(1)
+    slots, threads = 1, None
+    if not (device or "").startswith("cuda"):
+        # One inference per core, each on one thread (see Library).
+        slots, threads = max(1, os.cpu_count() or 1), 1
     try:
-        library = Library(index_dir, device=device, inference_slots=slots,
+        library = Library(index_dir, device=device, inference_slots=slots, runtime=runtime, threads=threads,
                           detector_config=make_detector_config(min_face, min_prob, thresholds, canvas))
-    except (FileNotFoundError, MissingWeights, ModelMismatch, ValueError, BadImage) as err:
+    except (FileNotFoundError, MissingWeights, ModelMismatch, ValueError, BadImage, RuntimeUnavailable) as err:
         fail(str(err).strip("'\""))
+    if threads == 1 and library.searcher.model.runtime == "torch":
+        import torch
+
+        torch.set_num_threads(1)
     rating = None
     if rate_dir:
         from fecsearch.evaluation.rankdiff import plan_study

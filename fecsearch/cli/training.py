@@ -59,8 +59,10 @@ def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, 
 @click.option("--seed", default=0, show_default=True)
 @click.option("--feature-cache/--no-feature-cache", default=True, show_default=True,
               help="Run the frozen trunk once per face instead of at every step.")
-@click.option("--triplets", "triplet_source", type=click.Choice(["votes", "labels"]), default="votes",
-              show_default=True, help="votes: FER+ vote triplets (FECNet); labels: label triplets (AFFNet-TL).")
+@click.option("--triplets", "triplet_source", type=click.Choice(["votes", "mined", "labels"]),
+              default="votes", show_default=True,
+              help="votes: FER+ vote triplets (FECNet); mined: those plus every triplet the batch's vote "
+                   "distributions rank, margins growing with the vote gap; labels: label triplets (AFFNet-TL).")
 @click.option("--trunk-lr", default=0.0, show_default=True,
               help="Above 0: fine-tune the trunk too at this learning rate (no feature cache).")
 @click.option("--tune-blocks", default=0, show_default=True,

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
 from PIL import Image
@@ -38,14 +37,18 @@ class DetectorConfig:
 class FaceDetector:
     """MTCNN over images of any sizes; returns every face with box, probability, landmarks."""
 
-    def __init__(self, config: DetectorConfig | None = None, device="cpu"):
-        import torch  # here, not at import: DetectorConfig is read by commands that never detect
-
-        from fecsearch.faces.mtcnn import Cascade
+    def __init__(self, config: DetectorConfig | None = None, device: str | None = "cpu", runtime: str = "onnx",
+                 threads: int | None = None):
+        """runtime: "onnx" (ONNX Runtime, no torch) or "torch"; threads: ONNX Runtime's threads for
+        each network (None: every core; 1 where several images are detected in parallel)."""
+        # here, not at import: DetectorConfig is read by commands that never detect
+        from fecsearch.faces.mtcnn import Cascade, mtcnn_networks
 
         self.config = config or DetectorConfig()
-        self.device = torch.device(device)
-        self.cascade = Cascade(self.config.min_face_size, self.config.thresholds, device=self.device)
+        self.device = str(device or "cpu")
+        networks = mtcnn_networks(runtime, self.device, threads)
+        self.runtime = networks.runtime
+        self.cascade = Cascade(self.config.min_face_size, self.config.thresholds, networks=networks)
 
     def _letterbox(self, image: Image.Image) -> tuple[Image.Image, float, int, int]:
         canvas = self.config.canvas_size

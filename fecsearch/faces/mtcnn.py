@@ -1,7 +1,8 @@
 """MTCNN's three stages over the part of a letterboxed canvas that holds the photo.
 
 The networks (faces/mtcnn_nets.py, with the weights facenet-pytorch ships), pyramid, thresholds
-and box arithmetic are facenet-pytorch's; neither it nor torchvision is imported. What differs is
+and box arithmetic are facenet-pytorch's; neither it nor torchvision is imported. The arithmetic is
+numpy and the networks run in ONNX Runtime (no torch at all) or in torch (MtcnnNetworks). What differs is
 where the time goes on a CPU (benchmarks/RESULTS.md, "Indexing throughput, photos"):
   - P-Net runs only on the photo's part of each pyramid level plus one P-Net window (12 px) all
     round, not on the letterbox's empty border: every window that touches the photo is still
@@ -9,8 +10,8 @@ where the time goes on a CPU (benchmarks/RESULTS.md, "Indexing throughput, photo
   - pyramid levels and the R-Net/O-Net crops are area-resampled by Pillow from the 8-bit canvas,
     or from a copy of it halved a few times when the output is much smaller (AreaSampler),
     rather than each by PyTorch from a float copy of the whole canvas;
-  - every tensor the networks see is channels-last, which their small convolutions run about
-    twice as fast on this CPU.
+  - in torch, every tensor the networks see is channels-last, which their small convolutions run
+    about twice as fast on this CPU.
 On the 64 test photos it finds the faces facenet-pytorch's detect_face finds on the same canvases
 (74 of its 75: one blurred profile at p=0.93 drops below fecsearch's 0.9), boxes within 2% of the
 face's width at the median (tests/test_faces.py compares them).
@@ -18,17 +19,67 @@ face's width at the median (tests/test_faces.py compares them).
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
-import torch
 from PIL import Image
 
-from fecsearch.faces.mtcnn_nets import ONet, PNet, RNet, apply_correction, nms, to_square
+from fecsearch.runtime import WEIGHTS_DIR
 
 P_WINDOW = 12  # P-Net scores 12x12 windows of a level, every 2 pixels
 
 
 P_STRIDE = 2
+
+
+class MtcnnNetworks(Protocol):
+    """The three networks on float32 (N, 3, H, W) inputs (mtcnn_input), numpy in and out."""
+
+    def pnet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # box corrections, probabilities
+        ...
+
+    def rnet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ...
+
+    def onet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # ..., landmarks, ...
+        ...
+
+
+def onnx_file(name: str) -> Path:
+    """The exported graph of one network ("pnet", "rnet", "onet"), shipped with fecsearch."""
+    return WEIGHTS_DIR / f"mtcnn-{name}.onnx"
+
+
+class OnnxMtcnn:
+    """MTCNN's networks in ONNX Runtime, from the graphs `python -m fecsearch.models.onnx_export` writes."""
+
+    runtime = "onnx"
+
+    def __init__(self, device: str | None = "cpu", threads: int | None = None):
+        from fecsearch.runtime.onnx import session
+
+        self._sessions = {name: session(onnx_file(name), device, threads) for name in ("pnet", "rnet", "onet")}
+
+    def _run(self, name: str, x: np.ndarray):
+        return self._sessions[name].run(None, {"image": x})
+
+    def pnet(self, x):
+        return tuple(self._run("pnet", x))
+
+    def rnet(self, x):
+        return tuple(self._run("rnet", x))
+
+    def onet(self, x):
+        return tuple(self._run("onet", x))
+
+
+def mtcnn_networks(runtime: str = "onnx", device: str | None = "cpu", threads: int | None = None) -> MtcnnNetworks:
+    if runtime == "onnx":
+        return OnnxMtcnn(device, threads)
+    from fecsearch.faces.mtcnn_nets import TorchMtcnn
+
+    return TorchMtcnn(device)
 
 
 class AreaSampler:
@@ -62,19 +113,17 @@ class AreaSampler:
         return copy.resize(size, Image.BOX, box=tuple(v / factor for v in box))
 
 
-def _to_tensor(pixels: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 [N, H, W, 3] -> float [N, 3, H, W], normalised as MTCNN was trained, channels-last."""
-    t = torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2).float()
-    return (t - 127.5) * 0.0078125
+def mtcnn_input(pixels: np.ndarray) -> np.ndarray:
+    """uint8 [N, H, W, 3] -> float32 [N, 3, H, W], normalised as MTCNN was trained."""
+    return (pixels.transpose(0, 3, 1, 2).astype(np.float32) - 127.5) * 0.0078125
 
 
 class Cascade:
     """P-Net -> R-Net -> O-Net on one RGB canvas; boxes and landmarks in canvas pixels."""
 
     def __init__(self, min_face_size: int = 20, thresholds=(0.6, 0.7, 0.7), factor: float = 0.709,
-                 device: str | torch.device = "cpu"):
-        self.device = torch.device(device)
-        self.pnet, self.rnet, self.onet = (net().load_pretrained().to(self.device) for net in (PNet, RNet, ONet))
+                 networks: MtcnnNetworks | None = None):
+        self.networks = networks or mtcnn_networks()
         self.min_face_size = min_face_size
         self.thresholds = tuple(thresholds)
         self.factor = factor
@@ -90,7 +139,6 @@ class Cascade:
             short *= self.factor
         return out
 
-    @torch.inference_mode()
     def detect(self, canvas: Image.Image, region: tuple[int, int, int, int] | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
         """Faces of `canvas` whose P-Net window touches `region` (x0, y0, x1, y1; default all of it).
@@ -102,23 +150,22 @@ class Cascade:
         boxes = self._propose(canvas, region)
         if len(boxes):
             boxes = self._refine(canvas, boxes)
-        if len(boxes):
-            crops = self._crops(canvas, boxes, 48)
-            reg, points, prob = self.onet(crops)
-            score = prob[:, 1]
-            keep = score > self.thresholds[2]
-            boxes = torch.cat([boxes[keep, :4], score[keep, None]], 1)
-            reg, points = reg[keep], points[keep]
-            w = boxes[:, 2] - boxes[:, 0] + 1
-            h = boxes[:, 3] - boxes[:, 1] + 1
-            points = torch.stack([w[:, None] * points[:, :5] + boxes[:, :1] - 1,
-                                  h[:, None] * points[:, 5:] + boxes[:, 1:2] - 1], 2)
-            boxes = apply_correction(boxes, reg)
-            keep = _nms_min(boxes[:, :4].cpu().numpy(), boxes[:, 4].cpu().numpy(), 0.7)
-            return boxes[keep].cpu().numpy(), points[keep].cpu().numpy()
-        return np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
+        if not len(boxes):
+            return np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
+        reg, points, prob = self.networks.onet(self._crops(canvas, boxes, 48))
+        score = prob[:, 1]
+        keep = score > self.thresholds[2]
+        boxes = np.concatenate([boxes[keep, :4], score[keep, None]], 1)
+        reg, points = reg[keep], points[keep]
+        w = boxes[:, 2] - boxes[:, 0] + 1
+        h = boxes[:, 3] - boxes[:, 1] + 1
+        points = np.stack([w[:, None] * points[:, :5] + boxes[:, :1] - 1,
+                           h[:, None] * points[:, 5:] + boxes[:, 1:2] - 1], 2)
+        boxes = apply_correction(boxes, reg)
+        keep = _nms_min(boxes[:, :4], boxes[:, 4], 0.7)
+        return boxes[keep].astype(np.float32), points[keep].astype(np.float32)
 
-    def _propose(self, canvas: AreaSampler, region) -> torch.Tensor:
+    def _propose(self, canvas: AreaSampler, region) -> np.ndarray:
         """P-Net over the pyramid: candidate boxes [n, 9] (box, score, box regression)."""
         width, height = canvas.size
         found = []
@@ -134,52 +181,91 @@ class Cascade:
             if x1 - x0 < P_WINDOW or y1 - y0 < P_WINDOW:
                 continue
             level = canvas.resize((x1 - x0, y1 - y0), (x0 / sx, y0 / sy, x1 / sx, y1 / sy))
-            reg, prob = self.pnet(_to_tensor(np.array(level)[None], self.device))
+            reg, prob = self.networks.pnet(mtcnn_input(np.asarray(level)[None]))
             prob = prob[0, 1]
             hit = prob >= self.thresholds[0]
-            cells = hit.nonzero().flip(1).float() + torch.tensor([x0, y0], device=self.device) / P_STRIDE
-            if not len(cells):
+            ys, xs = np.nonzero(hit)
+            if not len(xs):
                 continue
-            boxes = torch.cat([((P_STRIDE * cells + 1) / scale).floor(),
-                               ((P_STRIDE * cells + P_WINDOW) / scale).floor(),
-                               prob[hit][:, None], reg[0][:, hit].T], 1)
+            cells = np.stack([xs, ys], 1).astype(np.float32) + np.array([x0, y0], np.float32) / P_STRIDE
+            boxes = np.concatenate([np.floor((P_STRIDE * cells + 1) / np.float32(scale)),
+                                    np.floor((P_STRIDE * cells + P_WINDOW) / np.float32(scale)),
+                                    prob[hit][:, None], reg[0][:, hit].T], 1).astype(np.float32)
             found.append(boxes[nms(boxes[:, :4], boxes[:, 4], 0.5)])
         if not found:
-            return torch.zeros((0, 5), device=self.device)
-        boxes = torch.cat(found)
+            return np.zeros((0, 5), np.float32)
+        boxes = np.concatenate(found)
         boxes = boxes[nms(boxes[:, :4], boxes[:, 4], 0.7)]
         w = boxes[:, 2] - boxes[:, 0]
         h = boxes[:, 3] - boxes[:, 1]
-        moved = torch.stack([boxes[:, 0] + boxes[:, 5] * w, boxes[:, 1] + boxes[:, 6] * h,
-                             boxes[:, 2] + boxes[:, 7] * w, boxes[:, 3] + boxes[:, 8] * h, boxes[:, 4]], 1)
+        moved = np.stack([boxes[:, 0] + boxes[:, 5] * w, boxes[:, 1] + boxes[:, 6] * h,
+                          boxes[:, 2] + boxes[:, 7] * w, boxes[:, 3] + boxes[:, 8] * h, boxes[:, 4]], 1)
         return to_square(moved)
 
-    def _refine(self, canvas: AreaSampler, boxes: torch.Tensor) -> torch.Tensor:
+    def _refine(self, canvas: AreaSampler, boxes: np.ndarray) -> np.ndarray:
         """R-Net keeps the candidates it believes and corrects their boxes."""
-        reg, prob = self.rnet(self._crops(canvas, boxes, 24))
+        reg, prob = self.networks.rnet(self._crops(canvas, boxes, 24))
         score = prob[:, 1]
         keep = score > self.thresholds[1]
-        boxes = torch.cat([boxes[keep, :4], score[keep, None]], 1)
+        boxes = np.concatenate([boxes[keep, :4], score[keep, None]], 1)
         reg = reg[keep]
         if not len(boxes):
             return boxes
         keep = nms(boxes[:, :4], boxes[:, 4], 0.7)
         return to_square(apply_correction(boxes[keep], reg[keep]))
 
-    def _crops(self, canvas: AreaSampler, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    def _crops(self, canvas: AreaSampler, boxes: np.ndarray, size: int) -> np.ndarray:
         # facenet-pytorch's crop: the box clipped to the canvas (1-based inclusive ends), resized.
-        b = boxes[:, :4].trunc().cpu()
-        x0 = (b[:, 0].clamp(min=1) - 1).tolist()
-        y0 = (b[:, 1].clamp(min=1) - 1).tolist()
-        x1 = b[:, 2].clamp(max=canvas.size[0]).tolist()
-        y1 = b[:, 3].clamp(max=canvas.size[1]).tolist()
-        pixels = np.empty((len(x0), size, size, 3), np.uint8)
+        b = np.trunc(boxes[:, :4])
+        x0 = (np.maximum(b[:, 0], 1) - 1).tolist()
+        y0 = (np.maximum(b[:, 1], 1) - 1).tolist()
+        x1 = np.minimum(b[:, 2], canvas.size[0]).tolist()
+        y1 = np.minimum(b[:, 3], canvas.size[1]).tolist()
+        pixels = np.zeros((len(x0), size, size, 3), np.uint8)
         for i, box in enumerate(zip(x0, y0, x1, y1)):
             if box[2] > box[0] and box[3] > box[1]:
                 pixels[i] = np.asarray(canvas.resize((size, size), box))
-            else:
-                pixels[i] = 0
-        return _to_tensor(pixels, self.device)
+        return mtcnn_input(pixels)
+
+
+def apply_correction(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    """Move each box's corners by the network's correction, in units of its (1-based inclusive) size."""
+    w = boxes[:, 2] - boxes[:, 0] + 1
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    out = boxes.copy()
+    out[:, :4] = boxes[:, :4] + reg[:, :4] * np.stack([w, h, w, h], 1)
+    return out
+
+
+def to_square(boxes: np.ndarray) -> np.ndarray:
+    """Each box grown to a square on the same centre (the next network's input is square)."""
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(w, h)
+    out = boxes.copy()
+    out[:, 0] = boxes[:, 0] + (w - side) / 2
+    out[:, 1] = boxes[:, 1] + (h - side) / 2
+    out[:, 2] = out[:, 0] + side
+    out[:, 3] = out[:, 1] + side
+    return out
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Greedy non-maximum suppression by intersection over union: the indices kept, best first."""
+    b = boxes.astype(np.float64)
+    s = scores.astype(np.float64)
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    order = np.argsort(-s, kind="stable")
+    keep = []
+    while len(order):
+        i, rest = order[0], order[1:]
+        keep.append(i)
+        w = np.clip(np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0]), 0, None)
+        h = np.clip(np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1]), 0, None)
+        inter = w * h
+        union = area[i] + area[rest] - inter
+        order = rest[~(inter > threshold * union)]
+    return np.asarray(keep, dtype=np.int64)
 
 
 def _nms_min(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:

@@ -16,11 +16,10 @@ from tqdm import tqdm
 
 from fecsearch.faces.detect import DetectorConfig
 from fecsearch.faces.images import file_sha256, find_images
-from fecsearch.ingest.workers import Decoded, ThreadEngine, decode_file, torch_threads
-from fecsearch.models.config import DEFAULT_MODEL
-from fecsearch.models.network import FaceEmbedder
+from fecsearch.ingest.workers import Decoded, IngestJob, ThreadEngine
+from fecsearch.models.config import DEFAULT_MODEL, weights_checksum
+from fecsearch.models.inference import load_inference
 from fecsearch.models.pipeline import FacePipeline
-from fecsearch.models.registry import create_model, weights_checksum
 from fecsearch.store.database import FaceRecord, FaceStore
 from fecsearch.vectors.faiss_index import VectorIndex
 
@@ -53,11 +52,12 @@ class IndexSummary:
 
 
 class Indexer:
-    def __init__(self, store: FaceStore, model: FaceEmbedder, model_name: str, weights_sha256: str,
+    def __init__(self, store: FaceStore, network, model_name: str, weights_sha256: str,
                  cropped: bool = False, detector_config: DetectorConfig | None = None, workers: int | None = None,
-                 chunk_size: int | None = None, device: str = "cpu", progress: bool = True,
-                 report: Report = print, rebuild_index: bool = False, engine: ThreadEngine | None = None):
-        self.store, self.model, self.model_name = store, model, model_name
+                 chunk_size: int | None = None, progress: bool = True, report: Report = print,
+                 rebuild_index: bool = False, engine=None, checkpoint: str | None = None):
+        """network: the model ready to embed (models.inference.load_inference), on its device."""
+        self.store, self.network, self.model_name = store, network, model_name
         self.rebuild_index = rebuild_index
         self.cropped, self.progress, self.report = cropped, progress, report
         # Photos: each worker decodes, detects and aligns whole images, one per core, each with one
@@ -66,24 +66,30 @@ class Indexer:
         self.workers = workers or (4 if cropped else max(1, os.cpu_count() or 1))
         self.engine = engine or ThreadEngine(self.workers)
         # An existing index's faces were embedded with or without the mirror average: new ones follow.
-        mirror = store.bind_model(model_name, model.config.embedding_size, model.config.distance, weights_sha256,
-                                  model.config.mirror_average)
-        model.config = replace(model.config, mirror_average=mirror)
-        self.pipeline = FacePipeline(model, cropped=cropped, detector_config=detector_config, device=device)
+        mirror = store.bind_model(model_name, network.config.embedding_size, network.config.distance, weights_sha256,
+                                  network.config.mirror_average)
+        network.config = replace(network.config, mirror_average=mirror)
+        # MTCNN in ONNX Runtime: one thread per network, as the workers detect one image per core.
+        self.pipeline = FacePipeline(network, cropped=cropped, detector_config=detector_config, device=network.device,
+                                     runtime=network.runtime, threads=1)
+        # What an engine's workers elsewhere need to build the same pipeline.
+        self.job = IngestJob(model_name, checkpoint, mirror, cropped, detector_config, network.runtime,
+                             network.device)
         # Cropped faces are tiny and quick: big chunks. Photos need detection: small chunks keep
         # the work lost to an interruption small.
         self.chunk_size = chunk_size or (512 if cropped else 16)
 
     @classmethod
     def for_folder(cls, store: FaceStore, model_name: str | None = None, checkpoint: str | None = None,
-                   mirror: bool = True, device: str = "cpu", **options) -> "Indexer":
+                   mirror: bool = True, device: str | None = None, runtime: str = "auto", **options) -> "Indexer":
         """An indexer with the index's model: the one asked for, else the one the index was built with,
-        else the default. A checkpoint is remembered so that later runs and queries use the same weights."""
+        else the default. A checkpoint is remembered so that later runs and queries use the same weights.
+        runtime: "onnx", "torch" or "auto" (models.inference.load_inference)."""
         model_name = model_name or store.meta("model") or DEFAULT_MODEL
         checkpoint = checkpoint or store.meta("checkpoint") or None
-        model = create_model(model_name, checkpoint=checkpoint, device=device)
-        model.config = replace(model.config, mirror_average=mirror)
-        indexer = cls(store, model, model_name, weights_checksum(model_name, checkpoint), device=device, **options)
+        network = load_inference(model_name, checkpoint, device, runtime, mirror_average=mirror)
+        indexer = cls(store, network, model_name, weights_checksum(model_name, checkpoint), checkpoint=checkpoint,
+                      **options)
         if checkpoint:
             store.set_meta("checkpoint", os.path.abspath(checkpoint))
         return indexer
@@ -149,21 +155,13 @@ class Indexer:
         try:
             todo = self.plan(root, summary, run_id)
             bar = tqdm(total=len(todo), unit="img", desc="indexing", disable=not self.progress, dynamic_ncols=True)
-            # The engine's workers run ahead while this thread embeds and writes.
-            decoded = self.engine.map(self._load, todo, ahead=2 * self.chunk_size)
-            with closing(decoded), torch_threads(None if self.cropped else 1):
-                buffer: list[Decoded] = []
-                for item in decoded:
-                    buffer.append(item)
-                    if len(buffer) == self.chunk_size:
-                        self._process(buffer, summary, run_id)
-                        bar.update(len(buffer))
-                        bar.set_postfix(faces=summary.faces_added,
-                                        faces_per_s=f"{summary.faces_added / max(time.time() - started, 1e-9):.0f}")
-                        buffer = []
-                if buffer:
-                    self._process(buffer, summary, run_id)
-                    bar.update(len(buffer))
+            # The engine's workers run ahead while this thread writes what they have embedded.
+            with closing(self.engine.run(self.job, self.pipeline, todo, self.chunk_size)) as chunks:
+                for chunk in chunks:
+                    self._write(chunk, summary, run_id)
+                    bar.update(len(chunk))
+                    bar.set_postfix(faces=summary.faces_added,
+                                    faces_per_s=f"{summary.faces_added / max(time.time() - started, 1e-9):.0f}")
             bar.close()
             status = "done"
         finally:
@@ -176,30 +174,16 @@ class Indexer:
         summary.seconds = time.time() - started
         return summary
 
-    def _load(self, item: tuple[Path, int, float]) -> Decoded:
-        decoded = decode_file(item)
-        if decoded.error is None and not self.cropped:
-            decoded.faces = self.pipeline.find_faces([decoded.image])[0]
-            # Only the aligned crops go on: a decoded 48-megapixel photo is 144 MB, and up to two
-            # chunks of them would otherwise wait in the queue for the writer.
-            decoded.image = None
-        return decoded
-
-    def _process(self, items: list[Decoded], summary: IndexSummary, run_id: int) -> None:
+    def _write(self, items: list[Decoded], summary: IndexSummary, run_id: int) -> None:
+        """One chunk of embedded images (and the files that could not be read) in one transaction."""
         good = [d for d in items if d.error is None]
-        if self.cropped:
-            found = self.pipeline.find_faces([d.image for d in good]) if good else []
-        else:
-            found = [d.faces for d in good]
-        faces = [f for fs in found for f in fs]
-        vectors = iter(self.pipeline.embed(faces))
         images, records = [], []
-        for d, fs in zip(good, found):
+        for d in good:
             images.append({"path": str(d.path), "size": d.size, "mtime": d.mtime, "sha256": d.sha256,
                            "width": d.width, "height": d.height, "status": "ok", "error": None})
             records.append([FaceRecord(0, i, f.box, f.probability,
-                                       f.landmarks.tolist() if f.landmarks is not None else None, next(vectors))
-                            for i, f in enumerate(fs)])
+                                       f.landmarks.tolist() if f.landmarks is not None else None, v)
+                            for i, (f, v) in enumerate(zip(d.faces, d.vectors))])
         for d in items:
             if d.error is not None:
                 summary.skipped.append((str(d.path), d.error))
@@ -209,4 +193,4 @@ class Indexer:
                 records.append([])
         self.store.write_batch(images, records, self.model_name, run_id)
         summary.images_indexed += len(good)
-        summary.faces_added += len(faces)
+        summary.faces_added += sum(len(d.faces) for d in good)

@@ -1,5 +1,7 @@
-"""The per-image work of indexing (read, decode; for photos also detect and align) and the engine
-that runs it ahead of the indexer, with bounded memory."""
+"""The per-image work of indexing (read, decode; for photos also detect and align; embed) and the
+engine that runs it: threads in this process (ThreadEngine), or Ray across machines
+(ingest/ray_engine.RayEngine). An engine takes the files to index and yields chunks of embedded
+images; the indexer writes each chunk in one transaction."""
 from __future__ import annotations
 
 import hashlib
@@ -10,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-import torch
-
 from fecsearch.faces.images import BadImage, decode_image, original_size, read_bytes
 
 
@@ -21,11 +21,58 @@ class Decoded:
     size: int
     mtime: float
     sha256: str | None = None
-    image: object = None  # photos: released once their faces are cropped (see Indexer._load)
+    image: object = None  # photos: released once their faces are cropped (see find_faces_of)
     error: str | None = None
-    faces: list | None = None  # found in the worker thread (photos), or later in a batch (crops)
+    faces: list | None = None  # FoundFace: found in the worker (photos), or later in a batch (crops)
     width: int | None = None
     height: int | None = None
+    vectors: object = None  # (faces, d) float32, once embedded
+
+
+@dataclass(frozen=True)
+class IngestJob:
+    """What every worker needs to build its own pipeline, wherever it runs (picklable)."""
+    model_name: str
+    checkpoint: str | None
+    mirror: bool
+    cropped: bool
+    detector_config: object = None  # faces.detect.DetectorConfig
+    runtime: str = "auto"
+    device: str | None = None
+
+    def pipeline(self, threads: int | None = 1):
+        from fecsearch.models.inference import load_inference
+        from fecsearch.models.pipeline import FacePipeline
+
+        network = load_inference(self.model_name, self.checkpoint, self.device, self.runtime,
+                                 mirror_average=self.mirror, threads=threads)
+        return FacePipeline(network, self.cropped, self.detector_config, device=network.device,
+                            runtime=network.runtime, threads=threads)
+
+
+def find_faces_of(pipeline, item: tuple[Path, int, float]) -> Decoded:
+    """Read and decode one file; for photos also find and align its faces (crops keep the image)."""
+    decoded = decode_file(item)
+    if decoded.error is None and not pipeline.cropped:
+        decoded.faces = pipeline.find_faces([decoded.image])[0]
+        # Only the aligned crops go on: a decoded 48-megapixel photo is 144 MB, and up to two
+        # chunks of them would otherwise wait in the queue for the writer.
+        decoded.image = None
+    return decoded
+
+
+def embed_chunk(pipeline, items: list[Decoded]) -> list[Decoded]:
+    """Embed the faces of a chunk of decoded images in batches (crops: each image is its face)."""
+    good = [d for d in items if d.error is None]
+    if pipeline.cropped and good:
+        for d, faces in zip(good, pipeline.find_faces([d.image for d in good])):
+            d.faces, d.image = faces, None
+    vectors = pipeline.embed([f for d in good for f in d.faces])
+    start = 0
+    for d in good:
+        d.vectors = vectors[start:start + len(d.faces)]
+        start += len(d.faces)
+    return items
 
 
 def decode_file(item: tuple[Path, int, float]) -> Decoded:
@@ -41,7 +88,14 @@ def decode_file(item: tuple[Path, int, float]) -> Decoded:
 
 @contextmanager
 def torch_threads(n: int | None):
-    """Run the block with torch's intra-op pool at n threads (None: leave it as it is)."""
+    """Run the block with torch's intra-op pool at n threads (None: leave it as it is). Nothing to do
+    where torch is not in use (the ONNX runtime sets its threads per session)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
     before = torch.get_num_threads()
     if n is not None:
         torch.set_num_threads(n)
@@ -65,13 +119,23 @@ def decode_ahead(pool: ThreadPoolExecutor, items: list, ahead: int,
 
 
 class ThreadEngine:
-    """Runs the per-image work on a thread pool in this process, in order, at most `ahead` images in
-    flight. An engine is this one method: another (across machines, say) replaces this class and
-    nothing else in the indexer."""
+    """The default engine: a thread pool in this process decodes (and, for photos, detects and
+    aligns) images in order, at most two chunks ahead; this thread embeds each chunk. Nothing to
+    start. An engine is this one method: RayEngine replaces it and nothing else in the indexer."""
+
+    name = "thread"
 
     def __init__(self, workers: int):
         self.workers = workers
 
-    def map(self, load: Callable[[tuple[Path, int, float]], Decoded], items: list, ahead: int) -> Iterator[Decoded]:
-        with ThreadPoolExecutor(self.workers) as pool:
-            yield from decode_ahead(pool, items, ahead, load)
+    def run(self, job: IngestJob, pipeline, items: list, chunk_size: int) -> Iterator[list[Decoded]]:
+        """Chunks of embedded images, in the order of `items`. `pipeline`: the indexer's own."""
+        with ThreadPoolExecutor(self.workers) as pool, torch_threads(None if job.cropped else 1):
+            chunk: list[Decoded] = []
+            for item in decode_ahead(pool, items, 2 * chunk_size, lambda item: find_faces_of(pipeline, item)):
+                chunk.append(item)
+                if len(chunk) == chunk_size:
+                    yield embed_chunk(pipeline, chunk)
+                    chunk = []
+            if chunk:
+                yield embed_chunk(pipeline, chunk)

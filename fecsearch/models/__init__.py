@@ -10,7 +10,7 @@ _WHERE = {
     "get_config": "config", "list_models": "config",
     "FaceEmbedder": "network", "prepare_face": "preprocess",
     "MissingWeights": "config", "create_model": "registry",
-    "read_checkpoint_config": "checkpoints", "save_checkpoint": "checkpoints",
+    "read_checkpoint_config": "config", "save_checkpoint": "checkpoints",
 }
 __all__ = sorted(_WHERE)
 

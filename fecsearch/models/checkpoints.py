@@ -4,18 +4,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from safetensors.torch import safe_open, save_file
+from safetensors.torch import save_file
 
-from fecsearch.models.config import ModelConfig
 from fecsearch.models.network import FaceEmbedder
-
-
-def read_checkpoint_config(path: str | Path) -> ModelConfig:
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if "config" not in meta:
-        raise ValueError(f"{path}: not a fecsearch checkpoint (no config in its metadata)")
-    return ModelConfig.from_json(meta["config"])
 
 
 def save_checkpoint(model: FaceEmbedder, path: str | Path, metrics: dict | None = None) -> None:

@@ -6,10 +6,11 @@ used to embed a query is by construction the one its weights were trained with."
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from fecsearch.faces.align import PAPER_GEOMETRY, FaceGeometry
+from fecsearch.runtime import WEIGHTS_DIR
 
 EMOTIONS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
 
@@ -86,7 +87,6 @@ LITE_HEAD = {"block_channels": 256, "layers": 5, "growth": 32, "fc_size": 512, "
 FACERES_PREPROCESS = Preprocess(112, 3, 0.0, 1 / 255, LITE_GEOMETRY, colour=False)
 
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
 _MODELS = {
@@ -136,6 +136,52 @@ def weights_path(config: ModelConfig) -> Path | None:
 
 class MissingWeights(RuntimeError):
     """A model whose weights are not here; the message says how to get them."""
+
+
+def read_checkpoint_config(path: str | Path) -> ModelConfig:
+    """The config stored in a fecsearch safetensors file (read without torch)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as f:
+        meta = f.metadata() or {}
+    if "config" not in meta:
+        raise ValueError(f"{path}: not a fecsearch checkpoint (no config in its metadata)")
+    return ModelConfig.from_json(meta["config"])
+
+
+def trained_config(name: str, checkpoint: str | Path | None = None) -> tuple[ModelConfig, Path]:
+    """A named model's config as its weights were trained (their file's preprocessing and head win),
+    and the weights file. Raises MissingWeights, saying how to get them, when there are none."""
+    config = get_config(name)
+    path = Path(checkpoint) if checkpoint else weights_path(config)
+    if path is None or not path.exists():
+        hint = (
+            f"train it with `fecsearch train {config.family} ...` (see the models' cards in "
+            f"fecsearch/weights/) and pass --checkpoint, or use the shipped offline model "
+            f"'{DEFAULT_MODEL}'"
+        )
+        raise MissingWeights(f"model '{name}' has no trained weights at {path}; {hint}.")
+    stored = read_checkpoint_config(path)
+    return replace(config, preprocess=stored.preprocess, head=stored.head, dim=stored.dim, trunk=stored.trunk,
+                   classes=stored.classes or config.classes), path
+
+
+def weights_checksum(model_name: str, checkpoint: str | Path | None) -> str:
+    """The sha256 of the weights a model would load: an index records it, and refuses other weights."""
+    from fecsearch.faces.images import file_sha256
+
+    return file_sha256(Path(checkpoint) if checkpoint else weights_path(get_config(model_name)))
+
+
+def average_mirrored(plain, mirrored, config: ModelConfig):
+    """The vector of a face embedded with its mirror image (numpy arrays, one row per face): their
+    mean, put back on the unit sphere for a FECNet, whose space it is. Every runtime uses this."""
+    import numpy as np
+
+    mean = (plain + mirrored) / 2
+    if config.family != "fecnet":
+        return mean
+    return mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
 
 
 def baseline_of(name: str) -> str:

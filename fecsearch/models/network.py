@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from fecsearch.models.config import ModelConfig
+from fecsearch.models.config import ModelConfig, average_mirrored
 from fecsearch.models.heads import ClassifierHead, EmbeddingHead
 from fecsearch.models.trunks import FaceNetTrunk, FaceResTrunk, LiteTrunk
 
@@ -46,7 +45,7 @@ class FaceEmbedder(nn.Module):
                for i in range(0, len(faces), batch_size)]
         if not out:
             return np.zeros((0, self.config.embedding_size), np.float32)
-        return torch.cat(out).numpy().astype(np.float32)
+        return np.concatenate(out).astype(np.float32)
 
 
 class InferenceNetwork:
@@ -72,28 +71,31 @@ class InferenceNetwork:
             pass
         self.network = network.to(memory_format=torch.channels_last)
 
+    runtime = "torch"
+
     @torch.inference_mode()
-    def embed(self, faces: torch.Tensor) -> np.ndarray:
+    def embed(self, faces: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Prepared faces (models.preprocess.prepare_faces), a tensor or an array -> their vectors."""
+        if isinstance(faces, np.ndarray):
+            faces = torch.from_numpy(faces)
         out = [self._forward(faces[i:i + self.batch_size]) for i in range(0, len(faces), self.batch_size)]
         if not out:
             return np.zeros((0, self.config.embedding_size), np.float32)
-        return torch.cat(out).numpy().astype(np.float32)
+        return np.concatenate(out).astype(np.float32)
 
-    def _forward(self, faces: torch.Tensor) -> torch.Tensor:
+    def _forward(self, faces: torch.Tensor) -> np.ndarray:
         return embed_batch(self.network, faces.to(self.device).float().contiguous(memory_format=torch.channels_last),
                            self.config)
 
 
-def embed_batch(network, faces: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+def embed_batch(network, faces: torch.Tensor, config: ModelConfig) -> np.ndarray:
     """The vectors an index stores for a batch of prepared faces: the network's output, or with
-    config.mirror_average the mean of the face's and its mirror image's (both ways of embedding,
-    eager and inference, go through here)."""
+    config.mirror_average that of the face and its mirror image averaged (config.average_mirrored,
+    which the ONNX runtime uses too)."""
     if not config.mirror_average:
-        return network(faces).float().cpu()
-    plain, mirrored = network(torch.cat([faces, faces.flip(3)])).float().cpu().chunk(2)
-    mean = (plain + mirrored) / 2
-    # FECNet's space is the unit sphere: the mean of two unit vectors goes back onto it.
-    return F.normalize(mean, dim=1) if config.family == "fecnet" else mean
+        return network(faces).float().cpu().numpy()
+    plain, mirrored = network(torch.cat([faces, faces.flip(3)])).float().cpu().numpy().reshape(2, len(faces), -1)
+    return average_mirrored(plain, mirrored, config)
 
 
 def build_trunk(config: ModelConfig, pretrained: bool = True) -> nn.Module:

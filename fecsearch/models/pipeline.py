@@ -4,26 +4,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from PIL import Image
 
 from fecsearch.faces.align import FoundFace, align_detected
 from fecsearch.faces.detect import DetectedFace, DetectorConfig, FaceDetector
 from fecsearch.faces.images import BadImage, load_image, original_scale
-from fecsearch.models.network import FaceEmbedder
-from fecsearch.models.preprocess import prepare_faces
+from fecsearch.models.preprocess import prepare_face_arrays
+from fecsearch.runtime.onnx import onnx_installed
 
 
 class FacePipeline:
-    """Finds the faces of images (or takes each image as one face with cropped=True) and embeds them."""
+    """Finds the faces of images (or takes each image as one face with cropped=True) and embeds them.
 
-    def __init__(self, model: FaceEmbedder, cropped: bool = False, detector_config: DetectorConfig | None = None,
-                 device: str | torch.device = "cpu"):
-        self.model = model
-        self.network = model.for_inference()
-        self.preprocess = model.config.preprocess
+    `network` is what models.inference.load_inference gives (ONNX Runtime or torch). MTCNN runs in
+    ONNX Runtime unless runtime="torch" or onnxruntime is missing; `threads` caps its threads."""
+
+    def __init__(self, network, cropped: bool = False, detector_config: DetectorConfig | None = None,
+                 device: str | None = "cpu", runtime: str = "auto", threads: int | None = None):
+        self.network = network
+        self.config = network.config
+        self.preprocess = network.config.preprocess
         self.cropped = cropped
-        self.detector = None if cropped else FaceDetector(detector_config, device=device)
+        detector_runtime = "onnx" if runtime != "torch" and onnx_installed() else "torch"
+        self.detector = None if cropped else FaceDetector(detector_config, device=device, runtime=detector_runtime,
+                                                          threads=threads)
 
     def find_faces(self, images: list[Image.Image]) -> list[list[FoundFace]]:
         if self.cropped:
@@ -42,8 +46,8 @@ class FacePipeline:
 
     def embed(self, faces: list[FoundFace]) -> np.ndarray:
         if not faces:
-            return np.zeros((0, self.model.config.embedding_size), np.float32)
-        batch = prepare_faces([f.crop for f in faces], self.preprocess)
+            return np.zeros((0, self.config.embedding_size), np.float32)
+        batch = prepare_face_arrays([f.crop for f in faces], self.preprocess)
         return self.network.embed(batch)
 
 
@@ -76,5 +80,5 @@ def embed_files(pipeline: FacePipeline, files: list, batch_size: int | None = No
         for f, fs in zip(batch, found):
             paths += [str(f)] * len(fs)
             boxes += [face.box for face in fs]
-    dim = pipeline.model.config.embedding_size
+    dim = pipeline.config.embedding_size
     return EmbeddedFaces(paths, np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32), boxes, skipped)

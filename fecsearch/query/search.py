@@ -1,7 +1,7 @@
 """`fecsearch query`: the faces of an index whose expression is nearest to a query face."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -14,20 +14,21 @@ from fecsearch.store.database import FaceStore, ModelMismatch
 from fecsearch.vectors.faiss_index import VectorIndex, index_report
 
 
-def load_index_model(store: FaceStore, device: str | None = None):
-    """The model an index was built with (a FaceEmbedder), checked against the weights it recorded."""
-    from fecsearch.models.registry import create_model, default_device, weights_checksum
+def load_index_model(store: FaceStore, device: str | None = None, runtime: str = "auto", threads: int | None = None):
+    """The network an index was built with (models.inference.load_inference), checked against the
+    weights it recorded, and the model's name."""
+    from fecsearch.models.config import weights_checksum
+    from fecsearch.models.inference import load_inference
 
-    device = default_device(device)
     name = index_model_name(store)
     checkpoint = store.meta("checkpoint") or None
-    model = create_model(name, checkpoint=checkpoint, device=device)
-    # Queries are embedded as the index's faces were: with or without the mirror average.
-    model.config = replace(model.config, mirror_average=store.meta("mirror_average", "0") == "1")
     if weights_checksum(name, checkpoint) != store.meta("weights_sha256"):
         raise ModelMismatch(f"{store.dir}: the weights of model '{name}' changed since this index was built; "
                             f"rebuild it with `fecsearch index --index {store.dir} ...` into a new folder")
-    return model, name
+    # Queries are embedded as the index's faces were: with or without the mirror average.
+    network = load_inference(name, checkpoint, device, runtime, mirror_average=store.meta("mirror_average", "0") == "1",
+                             threads=threads)
+    return network, name
 
 
 def index_model_name(store: FaceStore) -> str:
@@ -81,9 +82,11 @@ class Searcher:
     """
 
     def __init__(self, index_dir: str | Path, device: str | None = None, detector_config: DetectorConfig | None = None,
-                 save_index: bool = True):
+                 save_index: bool = True, runtime: str = "auto", threads: int | None = None):
         self.store = FaceStore(index_dir, readonly=True)
         self.device = device  # None: CUDA when there is one
+        self.runtime = runtime  # "auto", "onnx" or "torch" (models.inference.load_inference)
+        self.threads = threads  # ONNX Runtime's threads per network (None: every core)
         self.model_name = index_model_name(self.store)
         self._model = None  # loaded by the first query that needs it: searches by id or vector never do
         self.detector_config = detector_config
@@ -93,12 +96,10 @@ class Searcher:
 
     @property
     def model(self):
-        """The index's model (a FaceEmbedder), loaded on first use."""
+        """The index's network (ONNX Runtime or torch, models.inference), loaded on first use."""
         if self._model is None:
-            from fecsearch.models.registry import default_device
-
-            self.device = default_device(self.device)
-            self._model, _ = load_index_model(self.store, self.device)
+            self._model, _ = load_index_model(self.store, self.device, self.runtime, self.threads)
+            self.device = self._model.device
         return self._model
 
     def pipeline(self, cropped: bool):
@@ -106,8 +107,9 @@ class Searcher:
         from fecsearch.models.pipeline import FacePipeline
 
         if cropped not in self._pipelines:
-            model = self.model  # settles self.device
-            self._pipelines[cropped] = FacePipeline(model, cropped, self.detector_config, device=self.device)
+            network = self.model  # settles self.device
+            self._pipelines[cropped] = FacePipeline(network, cropped, self.detector_config, device=self.device,
+                                                    runtime=network.runtime, threads=self.threads)
         return self._pipelines[cropped]
 
     def faces_of(self, image_path: str | Path, cropped: bool = False) -> list[FoundFace]:

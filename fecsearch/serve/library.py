@@ -40,10 +40,12 @@ SUMMARY_SAMPLE = 5000  # agglomerative clustering is quadratic in memory: cluste
 class Library:
     """The index as the server sees it: thread-safe searches that follow an indexer's writes."""
 
-    def __init__(self, index_dir: str | Path, device: str = "cpu", detector_config: DetectorConfig | None = None,
-                 refresh_seconds: float = 1.0, inference_slots: int = 1):
+    def __init__(self, index_dir: str | Path, device: str | None = None, detector_config: DetectorConfig | None = None,
+                 refresh_seconds: float = 1.0, inference_slots: int = 1, runtime: str = "auto",
+                 threads: int | None = None):
         self.index_dir = Path(index_dir)
-        self.searcher = Searcher(index_dir, device=device, detector_config=detector_config, save_index=False)
+        self.searcher = Searcher(index_dir, device=device, detector_config=detector_config, save_index=False,
+                                 runtime=runtime, threads=threads)
         self.compute = threading.BoundedSemaphore(inference_slots)
         self.refresh_lock = threading.Lock()
         self.refresh_seconds = refresh_seconds

@@ -92,6 +92,7 @@ class FaceStore:
         if (readonly or not create) and not path.exists():
             raise FileNotFoundError(f"{self.dir}: no fecsearch index here (no {DB_NAME}); build one with `fecsearch index`")
         self.readonly = readonly
+        conn = None
         try:
             if readonly:
                 conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60,
@@ -110,9 +111,12 @@ class FaceStore:
                 # WAL: readers (queries, a server) never see half a batch and never block the indexer.
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
+            # read here: where the meta table's pages are the damaged ones, this is the first read to fail
+            version = self.schema_version() if "meta" in tables else SCHEMA_VERSION
         except sqlite3.DatabaseError as err:
+            if conn is not None:  # not left open by a half-made store (a process may open the file again)
+                conn.close()
             raise damaged(path, err) from None
-        version = self.schema_version() if "meta" in tables else SCHEMA_VERSION
         if version > SCHEMA_VERSION:
             raise IndexUnusable(f"{path} was written by a newer fecsearch (schema {version}; this one reads "
                                 f"{SCHEMA_VERSION}); upgrade fecsearch.")

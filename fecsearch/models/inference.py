@@ -1,0 +1,110 @@
+"""The network that indexing and queries embed faces with: in ONNX Runtime (no torch needed) or torch.
+
+Both take prepared faces (models.preprocess.prepare_face_arrays) and give the vectors an index
+stores, mirror average included; tests/test_onnx.py holds them to within 1e-4 of each other.
+`runtime="auto"` takes ONNX Runtime where the model has a current exported graph (every shipped
+model has one) and onnxruntime is installed, and torch otherwise (a checkpoint of your own, until
+`python -m fecsearch.models.onnx_export --weights it.safetensors` exports it).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from fecsearch.faces.images import file_sha256
+from fecsearch.models.config import ModelConfig, average_mirrored, trained_config
+from fecsearch.runtime.onnx import RUNTIMES, RuntimeUnavailable, onnx_installed, torch_installed
+
+
+class StaleGraph(RuntimeUnavailable):
+    """An exported graph that is missing or does not come from the weights it sits beside."""
+
+
+def graph_path(weights: Path) -> Path:
+    """Where a weights file's exported graph lives: beside it, with the suffix .onnx."""
+    return Path(weights).with_suffix(".onnx")
+
+
+class OnnxNetwork:
+    """A model's exported graph in an ONNX Runtime session: prepared faces -> vectors, like
+    models.network.InferenceNetwork, without torch."""
+
+    runtime = "onnx"
+    batch_size = 64
+
+    def __init__(self, config: ModelConfig, weights: Path, device: str | None = "cpu", threads: int | None = None):
+        from fecsearch.runtime.onnx import session
+
+        graph = graph_path(weights)
+        if not graph.exists():
+            raise StaleGraph(f"{weights} has no exported graph {graph.name}; write it with "
+                             f"`python -m fecsearch.models.onnx_export --weights {weights}`, or use --runtime torch")
+        self.session = session(graph, device, threads)
+        made_from = self.session.get_modelmeta().custom_metadata_map.get("weights_sha256")
+        if made_from != file_sha256(weights):
+            raise StaleGraph(f"{graph} was exported from other weights than {weights.name}; export it again with "
+                             f"`python -m fecsearch.models.onnx_export --weights {weights}`, or use --runtime torch")
+        self.config, self.device = config, device
+        self.output = "embedding" if config.family == "fecnet" else config.output
+
+    def _run(self, faces: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output], {"image": faces})[0]
+
+    def embed(self, faces) -> np.ndarray:
+        """Prepared faces (N, C, S, S) -> their vectors (N, D), float32."""
+        faces = np.asarray(faces, dtype=np.float32)
+        out = []
+        for i in range(0, len(faces), self.batch_size):
+            batch = faces[i:i + self.batch_size]
+            if self.config.mirror_average:
+                both = self._run(np.ascontiguousarray(np.concatenate([batch, batch[..., ::-1]])))
+                out.append(average_mirrored(both[:len(batch)], both[len(batch):], self.config))
+            else:
+                out.append(self._run(np.ascontiguousarray(batch)))
+        if not out:
+            return np.zeros((0, self.config.embedding_size), np.float32)
+        return np.concatenate(out).astype(np.float32)
+
+
+def load_inference(name: str, checkpoint: str | Path | None = None, device: str | None = None,
+                   runtime: str = "auto", mirror_average: bool | None = None, threads: int | None = None):
+    """A named model (with `checkpoint`'s weights, if given) ready to embed, in the runtime asked for.
+
+    device None: CUDA when the runtime has it, else the CPU. mirror_average None: the model's own
+    setting. threads: ONNX Runtime's threads (None: every core)."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime '{runtime}' ({', '.join(RUNTIMES)})")
+    config, weights = trained_config(name, checkpoint)
+    if mirror_average is not None:
+        config = replace(config, mirror_average=mirror_average)
+    if runtime in ("auto", "onnx"):
+        if not onnx_installed():
+            if runtime == "onnx":
+                raise RuntimeUnavailable("--runtime onnx: onnxruntime is not installed (pip install onnxruntime)")
+        else:
+            try:
+                return OnnxNetwork(config, weights, onnx_device(device), threads)
+            except RuntimeUnavailable:
+                if runtime == "onnx" or not torch_installed():
+                    raise
+    if not torch_installed():
+        raise RuntimeUnavailable(f"model '{name}' needs torch here (pip install 'fecsearch[torch]'), "
+                           f"or onnxruntime with an exported graph")
+    from fecsearch.models.registry import create_model, default_device
+
+    model = create_model(name, checkpoint=checkpoint, device=default_device(device))
+    model.config = config
+    network = model.for_inference()
+    network.device = str(network.device)
+    return network
+
+
+def onnx_device(device: str | None) -> str:
+    """The device asked for, else CUDA when this onnxruntime has it, else the CPU."""
+    if device:
+        return device
+    import onnxruntime
+
+    return "cuda" if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else "cpu"

@@ -1,0 +1,145 @@
+"""The ONNX Runtime path: the shipped graphs give torch's numbers, and an index needs no torch."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT
+from PIL import Image
+
+from fecsearch.faces.images import find_images, load_image
+from fecsearch.models.config import get_config, weights_path
+from fecsearch.models.inference import OnnxNetwork, StaleGraph, graph_path, load_inference
+from fecsearch.models.preprocess import prepare_face_arrays
+
+# Every model whose weights ship with fecsearch, with each of its outputs.
+SHIPPED = ["fecnet-lite-16d", "affnet-lite-cl-p", "affnet-lite-cl-f", "affnet-faceres-cl-p", "affnet-faceres-cl-f"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("mirror", [False, True])
+def test_every_shipped_graph_embeds_as_torch_does(name, mirror, ferplus_valid, ckplus):
+    """Real faces (FER+ crops and CK+ faces) through both runtimes: the same vectors within 1e-4."""
+    files = sorted(ferplus_valid.glob("*.png"))[:48] + find_images(ckplus)[0][::40][:16]
+    faces = prepare_face_arrays([load_image(f) for f in files], get_config(name).preprocess)
+    onnx = load_inference(name, runtime="onnx", mirror_average=mirror, device="cpu")
+    torch_ = load_inference(name, runtime="torch", mirror_average=mirror, device="cpu")
+    assert onnx.runtime == "onnx" and torch_.runtime == "torch"
+    a, b = onnx.embed(faces), torch_.embed(faces)
+    assert a.shape == b.shape == (len(files), get_config(name).embedding_size)
+    assert np.abs(a - b).max() <= 1e-4
+    assert np.abs(a).max() > 1e-2  # not two runtimes agreeing on nothing
+
+
+def test_mtcnn_finds_the_same_faces_in_both_runtimes(photos):
+    """MTCNN's three graphs against its torch networks, through the same cascade, on every test photo:
+    the same faces, boxes and landmarks within a hundredth of a pixel."""
+    from fecsearch.faces.detect import FaceDetector
+
+    onnx, torch_ = FaceDetector(runtime="onnx"), FaceDetector(runtime="torch")
+    assert (onnx.runtime, torch_.runtime) == ("onnx", "torch")
+    found = 0
+    for path in find_images(photos)[0]:
+        image = load_image(path)
+        a, b = onnx.detect_one(image), torch_.detect_one(image)
+        assert len(a) == len(b), path.name
+        for fa, fb in zip(a, b):
+            assert np.abs(np.subtract(fa.box, fb.box)).max() < 0.01, path.name
+            assert np.abs(fa.landmarks - fb.landmarks).max() < 0.01, path.name
+            assert abs(fa.probability - fb.probability) < 1e-4
+        found += len(a)
+    assert found >= 70
+
+
+def test_a_graph_from_other_weights_is_refused(tmp_path):
+    """A graph sits beside its weights and records their sha256: other weights under the same name
+    are refused by --runtime onnx and, with auto, embedded by torch."""
+    weights = tmp_path / "mine.safetensors"
+    shutil.copy(weights_path(get_config("fecnet-lite-16d")), weights)
+    with pytest.raises(StaleGraph, match="no exported graph"):
+        load_inference("fecnet-lite-16d", weights, device="cpu", runtime="onnx")
+    shutil.copy(graph_path(weights_path(get_config("affnet-lite-cl-p"))), graph_path(weights))
+    with pytest.raises(StaleGraph, match="exported from other weights"):
+        load_inference("fecnet-lite-16d", weights, device="cpu", runtime="onnx")
+    assert load_inference("fecnet-lite-16d", weights, device="cpu").runtime == "torch"
+
+
+def test_a_checkpoint_of_ones_own_can_be_exported(tmp_path):
+    weights = tmp_path / "mine.safetensors"
+    shutil.copy(weights_path(get_config("fecnet-lite-16d")), weights)
+    subprocess.run([sys.executable, "-m", "fecsearch.models.onnx_export", "--weights", str(weights)], check=True,
+                   capture_output=True)
+    network = load_inference("fecnet-lite-16d", weights, device="cpu")
+    assert isinstance(network, OnnxNetwork)
+    faces = prepare_face_arrays([Image.new("L", (48, 48), 128), Image.new("L", (48, 48), 30)],
+                                get_config("fecnet-lite-16d").preprocess)
+    expected = load_inference("fecnet-lite-16d", device="cpu", runtime="torch").embed(faces)
+    assert np.abs(network.embed(faces) - expected).max() <= 1e-4
+
+
+def test_shipped_graphs_are_current():
+    """Each shipped graph was exported from the weights beside it (re-export after retraining:
+    `python -m fecsearch.models.onnx_export`)."""
+    for name in SHIPPED:
+        OnnxNetwork(get_config(name), weights_path(get_config(name)), "cpu")
+
+
+def test_an_index_built_in_one_runtime_is_searched_in_the_other(tmp_path, ferplus_valid):
+    """The runtime is not part of an index: faces indexed with torch are found by an ONNX query."""
+    from conftest import copy_crops, run_cli
+
+    import fecsearch
+
+    crops = copy_crops(ferplus_valid, tmp_path / "crops", 40)
+    run_cli("index", crops, "--cropped", "--index", tmp_path / "idx", "--quiet", "--runtime", "torch")
+    index = fecsearch.open_index(tmp_path / "idx", runtime="onnx")
+    first = sorted(crops.glob("*.png"))[3]
+    results = index.search_image(first, k=1, cropped=True)
+    assert index.model.runtime == "onnx"
+    assert results[0].path == str(first) and results[0].distance < 1e-4
+
+
+def without_torch(*args, site: Path) -> subprocess.CompletedProcess:
+    """`fecsearch ARGS` in a Python whose packages are this one's without torch, torchvision and
+    facenet-pytorch (and the CUDA libraries torch brings): an install without the torch extra."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(site)])
+    code = "import sys\nfrom fecsearch.cli import main\nmain(sys.argv[1:])"
+    return subprocess.run([sys.executable, "-S", "-c", code, *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=site)
+
+
+@pytest.fixture(scope="module")
+def torch_free_site(tmp_path_factory) -> Path:
+    """A folder of links to every installed package but the torch extra's."""
+    import sysconfig
+
+    site = tmp_path_factory.mktemp("site-packages")
+    left_out = ("torch", "torchvision", "facenet_pytorch", "facenet-pytorch", "nvidia", "triton", "fecsearch")
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if not entry.name.lower().replace("-", "_").startswith(tuple(n.replace("-", "_") for n in left_out)):
+            (site / entry.name).symlink_to(entry)
+    assert subprocess.run([sys.executable, "-S", "-c", "import torch"], env={"PYTHONPATH": str(site)},
+                          capture_output=True).returncode == 1
+    return site
+
+
+def test_index_query_and_summary_need_no_torch(few_photos, tmp_path, torch_free_site, ferplus_valid):
+    def without(*args):
+        return without_torch(*args, site=torch_free_site)
+
+    done = without("index", few_photos, "--index", tmp_path / "idx", "--quiet", "--json")
+    assert done.returncode == 0, done.stderr
+    assert '"faces_added": 0' not in done.stdout
+    done = without("query", next(few_photos.glob("*.jpg")), "--index", tmp_path / "idx", "--json")
+    assert done.returncode == 0, done.stderr
+    assert '"rank": 1' in done.stdout
+    assert without("summarize", "--index", tmp_path / "idx").returncode == 0
+    done = without("eval", "triplets", "--data", ferplus_valid)
+    assert done.returncode == 1
+    assert "`fecsearch eval` needs torch, which is not installed here: pip install 'fecsearch[torch]'" in done.stderr
+    done = without("query", next(few_photos.glob("*.jpg")), "--index", tmp_path / "idx", "--runtime", "torch")
+    assert done.returncode == 1 and "needs torch here (pip install 'fecsearch[torch]')" in done.stderr
