@@ -30,7 +30,7 @@ def loaded_modules(*args) -> set[str]:
     """The heavy modules a fresh `fecsearch ARGS` process imported (it must succeed)."""
     code = ("import sys\nfrom fecsearch.cli import main\n"
             "try:\n    main(sys.argv[1:])\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
-            "heavy = ('numpy', 'onnxruntime', 'torch', 'torchvision', 'facenet_pytorch', 'matplotlib', 'sklearn', 'fecsearch.train.common')\n"
+            "heavy = ('numpy', 'onnxruntime', 'pandas', 'torch', 'torchvision', 'facenet_pytorch', 'matplotlib', 'sklearn', 'fecsearch.train.common')\n"
             "print(' '.join(m for m in heavy if m in sys.modules), file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, check=True)
     return set(done.stderr.strip().splitlines()[-1].split()) if done.stderr.strip() else set()

@@ -143,3 +143,20 @@ def test_index_query_and_summary_need_no_torch(few_photos, tmp_path, torch_free_
     assert "`fecsearch eval` needs torch, which is not installed here: pip install 'fecsearch[torch]'" in done.stderr
     done = without("query", next(few_photos.glob("*.jpg")), "--index", tmp_path / "idx", "--runtime", "torch")
     assert done.returncode == 1 and "needs torch here (pip install 'fecsearch[torch]')" in done.stderr
+
+
+def test_cuda_is_asked_of_onnx_runtime_only_where_it_has_it(monkeypatch):
+    """Checked without a GPU: the providers a device name gives, and the sentence where CUDA is missing."""
+    import onnxruntime
+
+    from fecsearch.runtime.onnx import RuntimeUnavailable, providers
+
+    assert providers("cpu") == providers(None) == ["CPUExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(RuntimeUnavailable, match="install onnxruntime-gpu, or use --runtime torch"):
+        providers("cuda")
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert providers("cuda:1") == [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
+    with pytest.raises(ValueError, match="unknown device"):
+        providers("tpu")

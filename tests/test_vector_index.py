@@ -134,3 +134,31 @@ def test_large_collections_get_compressed_lists_that_still_follow_changes(tmp_pa
     found = [[h.face_id for h in grown.search(q, 10)] for q in queries]
     assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]) >= 0.9
     assert (tmp_path / "faces.faiss").stat().st_size < 3000 * 40  # about 24 bytes a face, not 72
+
+
+def test_ivf_lists_built_in_shards_merge_on_disk_and_search_mapped(tmp_path):
+    """Shards of one trained index, merged into lists on disk: the same answers as one index in
+    memory holding every vector, also after the folder is moved."""
+    import shutil
+
+    import faiss
+
+    from fecsearch.vectors.ondisk import merge_shards, open_mapped, trained_ivf, write_shard
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((30_000, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = np.arange(1000, 1000 + len(x), dtype=np.int64)
+    trained = trained_ivf(x[:5000], "ivf-sq8", 64)
+    shards = [write_shard(trained, x[i:i + 10_000], ids[i:i + 10_000], tmp_path / f"s{i}.faiss")
+              for i in range(0, len(x), 10_000)]
+    merge_shards(trained, shards, tmp_path / "merged")
+    whole = faiss.clone_index(trained)
+    whole.add_with_ids(x, ids)
+    shutil.move(tmp_path / "merged", tmp_path / "moved")
+    mapped = open_mapped(tmp_path / "moved" / "index.faiss", nprobe=8)
+    faiss.extract_index_ivf(whole).nprobe = 8
+    queries = x[:50] + 0.01
+    assert mapped.ntotal == len(x)
+    assert np.array_equal(mapped.search(queries, 10)[1], whole.search(queries, 10)[1])
+    assert (tmp_path / "moved" / "lists.ivfdata").stat().st_size >= len(x) * (16 + 8)

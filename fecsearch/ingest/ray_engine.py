@@ -11,6 +11,7 @@ since a chunk is written per image path, an image done twice is still one image 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -138,18 +139,17 @@ class RayEngine:
         plan = self.plan(ray)
         embed = dict(plan["embed"])
         threads = embed.pop("threads")
-        device = "cuda" if "num_gpus" in embed else job.device
-        if device != job.device:
-            job = IngestJob(job.model_name, job.checkpoint, job.mirror, job.cropped, job.detector_config, job.runtime,
-                            device)
+        # Detection actors run on CPUs; embedding actors on their GPU when the cluster has GPUs.
+        detect_job = replace(job, device="cpu")
+        embed_job = replace(job, device="cuda") if "num_gpus" in embed else job
         rows = [{"path": str(path), "size": int(size), "mtime": float(mtime)} for path, size, mtime in items]
         data = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // DETECT_BATCH, 200)))
         # Ray Data restarts an actor that dies and runs its batch again (tests/test_ray.py kills one).
         actors = ray.data.ActorPoolStrategy
-        data = data.map_batches(FindFaces, fn_constructor_kwargs={"job": job}, batch_size=DETECT_BATCH,
+        data = data.map_batches(FindFaces, fn_constructor_kwargs={"job": detect_job}, batch_size=DETECT_BATCH,
                                 batch_format="numpy", compute=actors(size=plan["detect"]), num_cpus=1)
         size = embed.pop("concurrency")
-        return data.map_batches(EmbedFaces, fn_constructor_kwargs={"job": job, "threads": threads},
+        return data.map_batches(EmbedFaces, fn_constructor_kwargs={"job": embed_job, "threads": threads},
                                 batch_size=EMBED_BATCH, batch_format="numpy", compute=actors(size=size), **embed)
 
     def run(self, job: IngestJob, pipeline, items: list, chunk_size: int) -> Iterator[list[Decoded]]:

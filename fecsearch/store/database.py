@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import sqlite_utils
 
-from fecsearch.store import DB_NAME
+from fecsearch.store import DB_NAME, import_sqlite_utils
+
+sqlite_utils = import_sqlite_utils()
 
 SCHEMA_VERSION = 2  # 2: faces.generation and removed_faces, so FAISS can follow changes
 # The schema, in one place: table -> columns. Columns missing from an older index are added on its

@@ -6,7 +6,10 @@ import sqlite3
 import time
 from pathlib import Path
 
-import sqlite_utils
+from fecsearch.store import import_sqlite_utils
+
+sqlite_utils = import_sqlite_utils()
+
 
 ANSWERS = ("left", "right", "same")
 

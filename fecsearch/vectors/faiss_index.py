@@ -45,7 +45,9 @@ def ivf_lists(n: int) -> int:
     return int(max(1, min(4 * np.sqrt(n), n // 39)))
 
 
-def build_faiss(vectors: np.ndarray, ids: np.ndarray, kind: str) -> faiss.Index:
+def build_faiss(vectors: np.ndarray, ids: np.ndarray, kind: str, lists: int | None = None) -> faiss.Index:
+    """An index of `kind` over `vectors` (trained on them, for IVF). `lists`: the IVF list count,
+    by default ivf_lists(len(vectors)); given when `vectors` is a training sample of a larger whole."""
     dim = vectors.shape[1]
     if kind == "flat":
         base = faiss.IndexFlatL2(dim)
@@ -54,7 +56,7 @@ def build_faiss(vectors: np.ndarray, ids: np.ndarray, kind: str) -> faiss.Index:
         base.hnsw.efConstruction = 80
         base.hnsw.efSearch = 256
     elif kind in ("ivf", "ivf-sq8", "ivf-pq"):
-        lists = ivf_lists(len(vectors))
+        lists = lists or ivf_lists(len(vectors))
         quantizer = faiss.IndexFlatL2(dim)
         if kind == "ivf":  # vectors stored whole: 4 bytes a dimension
             base = faiss.IndexIVFFlat(quantizer, dim, lists)

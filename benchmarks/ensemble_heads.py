@@ -1,0 +1,63 @@
+"""An ensemble of FECNet heads: each checkpoint's unit vectors concatenated and divided by the
+square root of their number (a unit vector again, whose squared distances are the mean of the
+heads'), measured like one model on FER+ vote triplets, K-NN AUC and CK+48 retrieval.
+
+    uv run python benchmarks/ensemble_heads.py fecsearch/weights/fecnet-lite-16d.safetensors other.safetensors
+
+Every checkpoint and the ensemble are reported in the same run (mirror average on, as indexes use).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from fecsearch.data.labels import read_class_folders, read_labelled
+from fecsearch.data.triplets import validation_triplets
+from fecsearch.evaluation.metrics import (embed_paths, knn_auc, knn_scores, subject_independent_retrieval, subject_of,
+                                          triplet_accuracy)
+from fecsearch.models.config import EMOTIONS
+from fecsearch.models.registry import create_model
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def measure(vectors: dict[str, np.ndarray], valid, triplets, ck_labels, ck_subjects) -> dict:
+    """vectors: 'valid', 'train' and 'ck' embeddings of one model (or ensemble)."""
+    acc = triplet_accuracy(dict(zip([str(p) for p in valid.paths], vectors["valid"])), triplets, ("l2",))["l2"]
+    scores = knn_scores(vectors["train"], vectors["train_labels"], vectors["valid"], 200, len(EMOTIONS), "l2")
+    knn = knn_auc(scores, valid.labels, EMOTIONS)
+    ck = subject_independent_retrieval(vectors["ck"], ck_labels, ck_subjects, 5, "l2")
+    return {"vote_triplets": round(acc["overall"] * 100, 1), "one_class": round(acc["ONE_CLASS_TRIPLET"] * 100, 1),
+            "knn_mean_auc": round(knn["mean_auc"] * 100, 1), "ckplus_p_at_5": round(ck["precision_at_top"] * 100, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("checkpoints", nargs="+", type=Path)
+    parser.add_argument("--model", default="fecnet-lite-16d")
+    args = parser.parse_args()
+    valid, train = read_labelled(DATA / "ferplus" / "valid"), read_labelled(DATA / "ferplus" / "train")
+    ck = read_class_folders(DATA / "ckplus48")
+    triplets = validation_triplets(valid)
+    subjects = [subject_of(p) for p in ck.paths]
+    each = []
+    report = {}
+    for checkpoint in args.checkpoints:
+        model = create_model(args.model, checkpoint=checkpoint)
+        vectors = {"valid": embed_paths(model, valid.paths), "train": embed_paths(model, train.paths),
+                   "ck": embed_paths(model, ck.paths), "train_labels": train.labels}
+        each.append(vectors)
+        report[checkpoint.name] = measure(vectors, valid, triplets, ck.labels, subjects)
+        print(json.dumps({checkpoint.name: report[checkpoint.name]}), flush=True)
+    joined = {k: np.concatenate([v[k] for v in each], 1) / np.sqrt(len(each)) for k in ("valid", "train", "ck")}
+    joined["train_labels"] = train.labels
+    report["ensemble"] = measure(joined, valid, triplets, ck.labels, subjects)
+    report["ensemble"]["dim"] = int(joined["valid"].shape[1])
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
