@@ -136,6 +136,12 @@ MTCNN_INPUTS = {"pnet": (PNet, (1, 3, 64, 80), {0: "batch", 2: "height", 3: "wid
                 "onet": (ONet, (2, 3, 48, 48), {0: "batch"})}
 
 
+# facenet-pytorch 2.6.0's weight files (uv.lock pins it): a graph is exported only from these.
+MTCNN_SOURCE_SHA256 = {"pnet": "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
+                       "rnet": "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
+                       "onet": "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d"}
+
+
 MTCNN_OUTPUTS = {"pnet": ["box_correction", "probability"], "rnet": ["box_correction", "probability"],
                  "onet": ["box_correction", "landmarks", "probability"]}
 
@@ -146,6 +152,9 @@ def export_mtcnn(name: str, check_only: bool = False) -> float:
     out = mtcnn_onnx_file(name)
     if not check_only:
         source = weights_file(name)
+        if file_sha256(source) != MTCNN_SOURCE_SHA256[name]:
+            raise SystemExit(f"{source}: not the facenet-pytorch 2.6.0 weights this export is pinned to "
+                             f"(sha256 {file_sha256(source)})")
         _write(module, torch.zeros(shape), out, MTCNN_OUTPUTS[name], dynamic,
                {"source": f"facenet-pytorch {source.name}", "source_sha256": file_sha256(source)})
     # a different size from the export's: the graph must not have frozen the input's shape
