@@ -87,9 +87,10 @@ class Indexer:
         runtime: "onnx", "torch" or "auto" (models.inference.load_inference)."""
         model_name = model_name or store.meta("model") or DEFAULT_MODEL
         checkpoint = checkpoint or store.meta("checkpoint") or None
-        network = load_inference(model_name, checkpoint, device, runtime, mirror_average=mirror)
-        indexer = cls(store, network, model_name, weights_checksum(model_name, checkpoint), checkpoint=checkpoint,
-                      **options)
+        checksum = weights_checksum(model_name, checkpoint)  # hashed once: the graph's check reuses it
+        network = load_inference(model_name, checkpoint, device, runtime, mirror_average=mirror,
+                                 weights_sha256=checksum)
+        indexer = cls(store, network, model_name, checksum, checkpoint=checkpoint, **options)
         if checkpoint:
             store.set_meta("checkpoint", os.path.abspath(checkpoint))
         return indexer

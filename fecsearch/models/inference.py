@@ -34,7 +34,9 @@ class OnnxNetwork:
     runtime = "onnx"
     batch_size = 64
 
-    def __init__(self, config: ModelConfig, weights: Path, device: str | None = "cpu", threads: int | None = None):
+    def __init__(self, config: ModelConfig, weights: Path, device: str | None = "cpu", threads: int | None = None,
+                 weights_sha256: str | None = None):
+        """weights_sha256: the weights' checksum where the caller has just computed it (an index checks it)."""
         from fecsearch.runtime.onnx import session
 
         graph = graph_path(weights)
@@ -43,7 +45,7 @@ class OnnxNetwork:
                              f"`python -m fecsearch.models.onnx_export --weights {weights}`, or use --runtime torch")
         self.session = session(graph, device, threads)
         made_from = self.session.get_modelmeta().custom_metadata_map.get("weights_sha256")
-        if made_from != file_sha256(weights):
+        if made_from != (weights_sha256 or file_sha256(weights)):
             raise StaleGraph(f"{graph} was exported from other weights than {weights.name}; export it again with "
                              f"`python -m fecsearch.models.onnx_export --weights {weights}`, or use --runtime torch")
         self.config, self.device = config, device
@@ -69,7 +71,8 @@ class OnnxNetwork:
 
 
 def load_inference(name: str, checkpoint: str | Path | None = None, device: str | None = None,
-                   runtime: str = "auto", mirror_average: bool | None = None, threads: int | None = None):
+                   runtime: str = "auto", mirror_average: bool | None = None, threads: int | None = None,
+                   weights_sha256: str | None = None):
     """A named model (with `checkpoint`'s weights, if given) ready to embed, in the runtime asked for.
 
     device None: CUDA when the runtime has it, else the CPU. mirror_average None: the model's own
@@ -85,7 +88,7 @@ def load_inference(name: str, checkpoint: str | Path | None = None, device: str 
                 raise RuntimeUnavailable("--runtime onnx: onnxruntime is not installed (pip install onnxruntime)")
         else:
             try:
-                return OnnxNetwork(config, weights, onnx_device(device), threads)
+                return OnnxNetwork(config, weights, onnx_device(device), threads, weights_sha256)
             except RuntimeUnavailable:
                 if runtime == "onnx" or not torch_installed():
                     raise

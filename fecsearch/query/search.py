@@ -22,12 +22,13 @@ def load_index_model(store: FaceStore, device: str | None = None, runtime: str =
 
     name = index_model_name(store)
     checkpoint = store.meta("checkpoint") or None
-    if weights_checksum(name, checkpoint) != store.meta("weights_sha256"):
+    checksum = weights_checksum(name, checkpoint)
+    if checksum != store.meta("weights_sha256"):
         raise ModelMismatch(f"{store.dir}: the weights of model '{name}' changed since this index was built; "
                             f"rebuild it with `fecsearch index --index {store.dir} ...` into a new folder")
     # Queries are embedded as the index's faces were: with or without the mirror average.
     network = load_inference(name, checkpoint, device, runtime, mirror_average=store.meta("mirror_average", "0") == "1",
-                             threads=threads)
+                             threads=threads, weights_sha256=checksum)
     return network, name
 
 
