@@ -95,3 +95,36 @@ def test_a_newer_index_is_refused_and_left_as_it_is(tmp_path):
         with pytest.raises(IndexUnusable, match="newer fecsearch"):
             FaceStore(tmp_path, readonly=readonly)
     assert (tmp_path / "faces.db").read_bytes() == before
+
+
+def test_an_indexed_photo_is_answered_by_its_stored_faces(photos_index, photos, tmp_path):
+    """Querying with a file the index holds unchanged reads its faces from the index (no detection);
+    a copy of it, which the index does not hold, is detected again and finds the same face first."""
+    index = fecsearch.open_index(photos_index, device="cpu")
+    name = "selfie-many-people.jpg"
+    stored = index.query_image(photos / name)
+    assert stored.face_id is not None and stored.faces_found > 1
+    assert index.search(stored.vector, 1)[0].face_id == stored.face_id
+    assert index.search(stored.vector, 1)[0].distance == pytest.approx(0, abs=1e-6)
+    assert index._model is None  # answered without loading the model
+    for number in range(stored.faces_found):
+        assert index.query_image(photos / name, face=number).face_number == number
+    copy = tmp_path / name
+    copy.write_bytes((photos / name).read_bytes())
+    detected = index.query_image(copy)
+    assert detected.face_id is None and detected.faces_found == stored.faces_found
+    assert detected.face_number == stored.face_number
+    np.testing.assert_allclose(detected.vector, stored.vector, atol=1e-4)
+    with pytest.raises(LookupError, match="has .* face"):
+        index.query_image(photos / name, face=stored.faces_found)
+
+
+def test_a_file_changed_since_it_was_indexed_is_detected_again(few_photos, tmp_path):
+    run_cli("index", few_photos, "--index", tmp_path / "idx", "--quiet")
+    index = fecsearch.open_index(tmp_path / "idx", device="cpu")
+    photo = few_photos / "couple.jpg"
+    assert index.query_image(photo).face_id is not None
+    from PIL import Image
+    Image.open(photo).transpose(Image.FLIP_LEFT_RIGHT).save(photo)  # same path, new content
+    again = index.query_image(photo)
+    assert again.face_id is None and again.faces_found == 2

@@ -92,14 +92,16 @@ def answer(searcher, q, k: int, cropped: bool, as_json: bool, sheet: Path | None
     if sheet:
         query_sheet(face_thumbnail(q.source, q.face.box) if not cropped else q.face.crop, results, sheet)
     data = {"query": {"source": q.source, "face": q.face_number, "faces_found": q.faces_found,
-                      "box": [round(v, 1) for v in q.face.box]},
+                      "box": [round(v, 1) for v in q.face.box],
+                      "face_id": q.face_id},  # set when the query face is in the index
             "model": searcher.model_name, "results": [r.to_dict() for r in results],
             "seconds": round(time.time() - started, 3)}
     if as_json:
         if not as_list:
             echo_json(data)
         return data
-    click.echo(f"query: {q.source} face {q.face_number} of {q.faces_found}, box "
+    indexed = f" (indexed as face {q.face_id})" if q.face_id is not None else ""
+    click.echo(f"query: {q.source} face {q.face_number} of {q.faces_found}{indexed}, box "
                f"{tuple(round(v) for v in q.face.box)}; model {searcher.model_name}")
     click.echo(f"{'rank':>4}  {'distance':>8}  {'face':>6}  path  [box]")
     for r in results:

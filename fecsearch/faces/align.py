@@ -71,6 +71,6 @@ class FoundFace:
         return (x2 - x1) * (y2 - y1)
 
 
-def largest_face(faces: list[FoundFace]) -> int:
-    """Which face a query means when it does not say: the largest."""
+def largest_face(faces: list) -> int:
+    """Which face a query means when it does not say: the largest (of FoundFace or DetectedFace)."""
     return max(range(len(faces)), key=lambda i: faces[i].area)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from fecsearch.faces.align import FoundFace, align_detected
+from fecsearch.faces.align import FoundFace, align_detected, largest_face
 from fecsearch.faces.detect import DetectedFace, DetectorConfig, FaceDetector
 from fecsearch.faces.images import BadImage, load_image, original_scale
 from fecsearch.models.preprocess import prepare_face_arrays
@@ -36,6 +36,22 @@ class FacePipeline:
         for image, faces in zip(images, self.detector.detect(images)):
             found.append([self._align(image, f) for f in faces])
         return found
+
+    def face_of(self, image: Image.Image, face: int | None = None) -> tuple[FoundFace | None, int, int]:
+        """One face of an image, aligned: the face-th from the left (None: the largest), its number, and
+        how many faces the image has; (None, face, count) when there is no such face. Detection is the
+        same as find_faces'; only the chosen face is aligned, which is all a query needs."""
+        if self.cropped:
+            found = self.find_faces([image])[0]
+        else:
+            found = self.detector.detect_one(image)
+        if not found:
+            return None, face or 0, 0
+        number = largest_face(found) if face is None else face
+        if not 0 <= number < len(found):
+            return None, number, len(found)
+        chosen = found[number]
+        return (chosen if self.cropped else self._align(image, chosen)), number, len(found)
 
     def _align(self, image: Image.Image, face: DetectedFace) -> FoundFace:
         crop = align_detected(image, face, self.preprocess.geometry)

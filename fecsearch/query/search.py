@@ -1,6 +1,7 @@
 """`fecsearch query`: the faces of an index whose expression is nearest to a query face."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -43,9 +44,10 @@ def index_model_name(store: FaceStore) -> str:
 class QueryFace:
     face: FoundFace
     vector: np.ndarray
-    source: str  # image path, or "face:<id>"
+    source: str  # the image's path
     face_number: int
     faces_found: int
+    face_id: int | None = None  # the face's id when it is in the index (a query by id, or an indexed file)
 
 
 @dataclass
@@ -113,19 +115,48 @@ class Searcher:
                                                     runtime=network.runtime, threads=self.threads)
         return self._pipelines[cropped]
 
-    def faces_of(self, image_path: str | Path, cropped: bool = False) -> list[FoundFace]:
-        return self.pipeline(cropped).find_faces([load_image(image_path)])[0]
-
     def query_image(self, image_path: str | Path, face: int | None = None, cropped: bool = False) -> QueryFace:
-        faces = self.faces_of(image_path, cropped)
-        if not faces:
+        """A face of an image (face: its number from the left; None: the largest) and its vector.
+
+        A file the index holds, unchanged since it was indexed, is not detected again: its stored
+        faces answer, so the photo finds its own face at distance 0 (QueryFace.face_id says which)."""
+        if not cropped and self.detector_config is None:
+            stored = self._stored_faces(image_path)
+            if stored:
+                number = largest_face([f for f, _, _ in stored]) if face is None else face
+                self._check_number(image_path, number, len(stored))
+                found, vector, face_id = stored[number]
+                return QueryFace(found, vector, str(image_path), number, len(stored), face_id)
+        found, number, count = self.pipeline(cropped).face_of(load_image(image_path), face)
+        if not count:
             raise LookupError(f"{image_path}: no face found")
-        if face is None:  # the largest face
-            face = largest_face(faces)
-        elif not 0 <= face < len(faces):
-            raise LookupError(f"{image_path}: has {len(faces)} face(s); --face takes 0 to {len(faces) - 1}")
-        vector = self.pipeline(cropped).embed([faces[face]])[0]
-        return QueryFace(faces[face], vector, str(image_path), face, len(faces))
+        self._check_number(image_path, number, count)
+        vector = self.pipeline(cropped).embed([found])[0]
+        return QueryFace(found, vector, str(image_path), number, count)
+
+    @staticmethod
+    def _check_number(image_path, number: int, count: int) -> None:
+        if not 0 <= number < count:
+            raise LookupError(f"{image_path}: has {count} face(s); --face takes 0 to {count - 1}")
+
+    def _stored_faces(self, image_path: str | Path) -> list | None:
+        """The indexed faces of this file, if the index holds it unchanged: [(FoundFace, vector, face_id)]."""
+        import os
+
+        try:
+            st = os.stat(image_path)
+        except OSError:
+            return None  # load_image says why in one sentence
+        rows = self.store.faces_of_file(os.path.abspath(image_path), st.st_size, st.st_mtime)
+        if not rows:
+            return None
+        out = []
+        for row in rows:
+            box = (row["x1"], row["y1"], row["x2"], row["y2"])
+            marks = np.asarray(json.loads(row["landmarks"])) if row["landmarks"] else None
+            out.append((FoundFace(box, row["probability"], marks, None),
+                        np.frombuffer(row["embedding"], dtype=np.float32), row["id"]))
+        return out
 
     def query_face_id(self, face_id: int) -> QueryFace:
         rows = self.store.faces_by_id([face_id])
@@ -135,7 +166,8 @@ class Searcher:
         vector = np.frombuffer(row["embedding"], dtype=np.float32)
         box = (row["x1"], row["y1"], row["x2"], row["y2"])
         # The vector is stored: the photo is not read (a sheet draws the face from its path and box).
-        return QueryFace(FoundFace(box, row["probability"], None, None), vector, row["path"], row["face_index"], 1)
+        return QueryFace(FoundFace(box, row["probability"], None, None), vector, row["path"], row["face_index"], 1,
+                         face_id)
 
     def search(self, vector: np.ndarray, k: int = 10) -> list[Result]:
         return nearest_faces(self.index, self.store, vector, k)

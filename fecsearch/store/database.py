@@ -327,6 +327,17 @@ class FaceStore:
             f"where faces.id in ({marks})", face_ids)
         return {r["id"]: r for r in rows}
 
+    def faces_of_file(self, path: str, size: int, mtime: float) -> list[dict] | None:
+        """The stored faces of an indexed file that is unchanged since (same path, size and mtime: the
+        rule `index` skips files by), in face_index order; None when the file is not indexed as it is."""
+        rows = list(self.db.query("select id from images where path = ? and size = ? and mtime = ? and status = 'ok'",
+                                  [path, size, mtime]))
+        if not rows:
+            return None
+        return list(self.db.query(
+            "select faces.id, faces.face_index, x1, y1, x2, y2, probability, landmarks, embedding from faces "
+            "where image_id = ? order by face_index", [rows[0]["id"]]))
+
     def iter_faces(self, page: int = 10_000):
         """Every face in id order, with its image's path, read a page at a time."""
         last = -1
