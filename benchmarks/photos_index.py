@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos"
@@ -16,3 +17,10 @@ def photos_index(index: Path | None) -> Path:
         subprocess.run([sys.executable, "-m", "fecsearch", "index", str(PHOTOS), "--index", str(index), "--quiet"],
                        check=True, stdout=subprocess.DEVNULL)
     return index
+
+
+def timed_fecsearch(args: list[str]) -> float:
+    """Seconds a fresh `fecsearch ARGS` process takes, its output discarded."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "fecsearch", *args], check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start

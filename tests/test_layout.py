@@ -9,7 +9,7 @@ import fecsearch
 PACKAGE = Path(fecsearch.__file__).parent
 
 # Lowest first: a stage may import itself and any stage listed before it, never one after it.
-STAGES = ["runtime", "faces", "models", "store", "vectors", "data", "ingest", "query", "evaluation", "train", "serve", "cli"]
+STAGES = ["runtime", "faces", "models", "store", "vectors", "people", "data", "ingest", "query", "evaluation", "train", "serve", "cli"]
 
 
 def stage_of(module: str) -> str | None:

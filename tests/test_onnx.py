@@ -134,14 +134,16 @@ def test_index_query_and_summary_need_no_torch(few_photos, tmp_path, torch_free_
     done = without("index", few_photos, "--index", tmp_path / "idx", "--quiet", "--json")
     assert done.returncode == 0, done.stderr
     assert '"faces_added": 0' not in done.stdout
-    done = without("query", next(few_photos.glob("*.jpg")), "--index", tmp_path / "idx", "--json")
+    new = tmp_path / "new.jpg"  # not in the index: detected, aligned and embedded again
+    new.write_bytes(next(few_photos.glob("*.jpg")).read_bytes())
+    done = without("query", new, "--index", tmp_path / "idx", "--json", "--other-people")
     assert done.returncode == 0, done.stderr
-    assert '"rank": 1' in done.stdout
+    assert '"rank": 1' in done.stdout and '"other_people": true' in done.stdout
     assert without("summarize", "--index", tmp_path / "idx").returncode == 0
     done = without("eval", "triplets", "--data", ferplus_valid)
     assert done.returncode == 1
     assert "`fecsearch eval` needs torch, which is not installed here: pip install 'fecsearch[torch]'" in done.stderr
-    done = without("query", next(few_photos.glob("*.jpg")), "--index", tmp_path / "idx", "--runtime", "torch")
+    done = without("query", new, "--index", tmp_path / "idx", "--runtime", "torch")
     assert done.returncode == 1 and "needs torch here (pip install 'fecsearch[torch]')" in done.stderr
 
 

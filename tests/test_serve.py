@@ -82,6 +82,27 @@ def test_search_by_face_id_and_thumbnail(client):
     assert client.get("/api/faces/3").json()["face_id"] == 3
 
 
+def test_people_and_the_person_filter(client, photos_index, photos):
+    """The search page's "among" list: the people `fecsearch people` found, and searches within one."""
+    from conftest import run_cli
+
+    run_cli("people", "--index", photos_index, "--quiet")
+    people = client.get("/api/people").json()["people"]
+    assert len(people) >= 10 and all(p["faces"] >= 2 for p in people)
+    person = next(p for p in people if p["faces"] >= 4)
+    theirs = set(sqlite3.connect(photos_index / "faces.db").execute(
+        "select face_id from face_people where person_id = ?", [person["id"]]).fetchall())
+    theirs = {f for (f,) in theirs}
+    query = min(theirs)
+    answer = client.get(f"/api/faces/{query}/similar?k=50&person={person['id']}").json()
+    assert {r["face_id"] for r in answer["results"]} == theirs
+    assert answer["results"][0]["face_id"] == query
+    with_photo = upload(client, (photos / "img29.jpg").read_bytes(), params=f"?person={person['id']}").json()
+    assert {r["face_id"] for r in with_photo["results"]} <= theirs
+    missing = client.get(f"/api/faces/{query}/similar?person=nobody")
+    assert missing.status_code == 404 and "no person 'nobody'" in missing.json()["error"]
+
+
 def test_summary(client):
     answer = client.get("/api/summary?n=4").json()
     assert len(answer["clusters"]) == 4 and sum(c["size"] for c in answer["clusters"]) == answer["faces"]

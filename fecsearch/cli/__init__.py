@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from fecsearch.cli import apps, index, query, serve, training
+from fecsearch.cli import apps, index, people, query, serve, training
 from fecsearch.cli.common import Commands
 
 
@@ -19,12 +19,14 @@ def main():
     \b
     fecsearch index ./photos               embed every face of a folder
     fecsearch query face.jpg -k 10         the 10 faces whose expression is nearest
+    fecsearch people                       who is in the pictures
+    fecsearch moments talk.mp4 --like x.jpg  when a video shows this expression
     fecsearch info                         what an index holds
     fecsearch models                       the models available
     """
 
 
-for command in (index.index, query.query, index.embed, index.info, index.models, apps.summarize_cmd,
+for command in (index.index, query.query, query.moments, people.people, index.embed, index.info, index.models, apps.summarize_cmd,
                 apps.classify_cmd, apps.label_cmd, apps.map_cmd, apps.bench, apps.votes, serve.serve,
                 training.train, training.evaluate, training.fec):
     main.add_command(command)

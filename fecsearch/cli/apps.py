@@ -271,7 +271,7 @@ def map_cmd(index_dir, out, max_faces, thumbnails, seed):
         rows = store.faces_by_id(ids)
         for (x, y), i in zip(xy, ids):
             r = rows[int(i)]
-            thumb = face_thumbnail(r["path"], (r["x1"], r["y1"], r["x2"], r["y2"]), size=32)
+            thumb = face_thumbnail(r["path"], (r["x1"], r["y1"], r["x2"], r["y2"]), size=32, time=r.get("time"))
             ax.add_artist(AnnotationBbox(OffsetImage(np.asarray(thumb), zoom=0.7), (x, y), frameon=False))
         ax.set(xlim=(xy[:, 0].min() - 5, xy[:, 0].max() + 5), ylim=(xy[:, 1].min() - 5, xy[:, 1].max() + 5))
     else:

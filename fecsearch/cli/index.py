@@ -81,13 +81,21 @@ def models(as_json):
                    "(a local Ray, or the cluster at --address); needs `pip install 'fecsearch[ray]'`.")
 @click.option("--address", "ray_address", default=None,
               help="With --engine ray: the Ray cluster to join ('auto': the one this machine is in).")
+@click.option("--frame-rate", type=click.FloatRange(min=0.05), default=2.0, show_default=True,
+              help="Videos (mp4, mov, mkv, webm, avi): frames a second to look for faces in.")
+@click.option("--identities/--no-identities", default=None,
+              help="Also describe who each face is (for `fecsearch people`, `query --person`, `--other-people`). "
+                   "Default: on for photos, off with --cropped.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @detector_options
 @device_option
 def index(folder, index_dir, shards_dir, from_shards, model_name, checkpoint, cropped, workers, chunk_size, mirror,
-          rebuild_index, engine, ray_address, as_json, quiet, min_face, min_prob, thresholds, canvas, device, runtime):
-    """Embed every face of FOLDER (recursively) into an index.
+          rebuild_index, engine, ray_address, frame_rate, identities, as_json, quiet, min_face, min_prob, thresholds,
+          canvas, device, runtime):
+    """Embed every face of FOLDER (recursively) into an index: photos, and videos, whose faces are
+    indexed with their time (one face kept for each run of frames showing the same face with the
+    same expression).
 
     Runs again over the same folder embed only new or changed files and drop deleted ones; an
     interrupted run resumes where it stopped.
@@ -120,7 +128,8 @@ def index(folder, index_dir, shards_dir, from_shards, model_name, checkpoint, cr
             return merge(from_shards, index_dir, as_json)
         run_index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_size, mirror, rebuild_index,
                   as_json, quiet, make_detector_config(min_face, min_prob, thresholds, canvas), device, runtime,
-                  make_engine(engine, ray_address, workers))
+                  make_engine(engine, ray_address, workers), not cropped if identities is None else identities,
+                  frame_rate)
 
 
 def write_shards(folder, shards_dir, model_name, checkpoint, cropped, workers, chunk_size, mirror, as_json, quiet,
@@ -180,7 +189,7 @@ def make_engine(name: str, address: str | None, workers: int | None):
 
 
 def run_index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_size, mirror, rebuild_index, as_json,
-              quiet, detector_config, device, runtime="auto", engine=None):
+              quiet, detector_config, device, runtime="auto", engine=None, identities=False, frame_rate=2.0):
     from fecsearch.ingest.indexer import Indexer
     from fecsearch.models.config import MissingWeights
     from fecsearch.runtime.onnx import RuntimeUnavailable
@@ -193,16 +202,17 @@ def run_index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk
                                          detector_config=detector_config, workers=workers, chunk_size=chunk_size,
                                          device=device, runtime=runtime, progress=not quiet and not as_json,
                                          report=lambda m: click.echo(m, err=True), rebuild_index=rebuild_index,
-                                         engine=engine)
+                                         engine=engine, frame_rate=frame_rate)
         except (MissingWeights, ModelMismatch, KeyError, RuntimeUnavailable) as err:
             fail(str(err).strip("'\""))
         summary = indexer.run(folder)
+        described = describe_identities(store, device, runtime, quiet or as_json) if identities else None
     finally:
         # closed now, not whenever the garbage collector gets to it: a connection closed late
         # checkpoints its WAL then, into whatever the file has become
         store.close()
     if as_json:
-        echo_json(summary.to_dict())
+        echo_json({**summary.to_dict(), **({"identities": described.to_dict()} if described else {})})
         return
     click.echo(
         f"{summary.images_found} images found: {summary.images_indexed} indexed, {summary.images_unchanged} unchanged, "
@@ -213,6 +223,23 @@ def run_index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk
         click.echo("skipped:")
         for path, reason in summary.skipped:
             click.echo(f"  {reason if reason.startswith(path) else f'{path}: {reason}'}")
+    if described and described.described:
+        click.echo(f"{described.described} faces given identity descriptors (`fecsearch people` finds the people)")
+
+
+def describe_identities(store, device, runtime, quiet: bool):
+    """Give every face of the index that lacks one an identity descriptor (people/describe.py)."""
+    from fecsearch.models.identity import IdentityNetwork
+    from fecsearch.people.describe import describe_missing
+    from fecsearch.runtime.onnx import RuntimeUnavailable
+
+    if not store.missing_identities():
+        return None
+    try:
+        network = IdentityNetwork(device, runtime)
+    except (RuntimeUnavailable, FileNotFoundError) as err:
+        fail(str(err).strip("'\""))
+    return describe_missing(store, network, progress=not quiet, report=lambda m: click.echo(m, err=True))
 
 
 @click.command()

@@ -23,7 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from fecsearch.data.triplets import Triplet, parse_fec_csv, save_triplets, strong_agreement
-from fecsearch.faces.align import FaceGeometry, align_face
+from fecsearch.faces.align import FaceGeometry, align_face, box_iou
 from fecsearch.faces.images import BadImage, load_image
 
 # Statuses that will not change by asking again.
@@ -117,19 +117,11 @@ def crop_face(photo: Path, box, dest: Path) -> list[float]:
     return [bx0 - left, by0 - top, bx1 - left, by1 - top]
 
 
-def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def find_landmarks(detector, crop_path: Path, box) -> list | None:
     """The 5 landmarks of the detected face that best matches FEC's box (IoU >= 0.3), or None."""
     faces = detector.detect([load_image(crop_path)])[0]
-    best = max(faces, key=lambda f: iou(f.box, box), default=None)
-    if best is None or iou(best.box, box) < 0.3:
+    best = max(faces, key=lambda f: box_iou(f.box, box), default=None)
+    if best is None or box_iou(best.box, box) < 0.3:
         return None
     return [[round(float(v), 2) for v in point] for point in best.landmarks]
 

@@ -64,11 +64,23 @@ class FoundFace:
     probability: float
     landmarks: np.ndarray | None
     crop: Image.Image | None  # what the model sees, before normalisation (None: not read, e.g. a stored face)
+    time: float | None = None  # videos: seconds into the video of the frame it was found in
+    run: tuple[float, float] | None = None  # videos: the span of frames the face stood for (ingest/video.py)
+    identity: np.ndarray | None = None  # videos: who the face is (models/identity.py), to follow it
 
     @property
     def area(self) -> float:
         x1, y1, x2, y2 = self.box
         return (x2 - x1) * (y2 - y1)
+
+
+def box_iou(a, b) -> float:
+    """Intersection over union of two boxes (x1, y1, x2, y2)."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 def largest_face(faces: list) -> int:

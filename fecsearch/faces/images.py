@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}  # decoded by faces/video.py
 
 
 # Photos at least twice this long are decoded at a reduced scale (JPEG only): still ample for
@@ -52,12 +53,14 @@ warnings.showwarning = _show_warning_naming_the_file
 warnings.filterwarnings("always", module="PIL")
 
 
-def find_images(root: str | os.PathLike) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """All image files below root (or root itself), sorted, and the entries that could not be walked.
+def find_images(root: str | os.PathLike, videos: bool = False) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """All image files below root (or root itself), sorted, and the entries that could not be walked;
+    videos=True: video files too (faces/video.py).
 
     Symlinked folders are followed once: a loop is reported instead of walked forever.
     """
     root = Path(root)
+    suffixes = IMAGE_SUFFIXES | (VIDEO_SUFFIXES if videos else set())
     if root.is_file():
         return [root], []
     found: list[Path] = []
@@ -78,7 +81,7 @@ def find_images(root: str | os.PathLike) -> tuple[list[Path], list[tuple[Path, s
         dirnames.sort()
         for name in sorted(filenames):
             path = Path(dirpath) / name
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
+            if path.suffix.lower() not in suffixes:
                 continue
             try:
                 regular = path.is_file()

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from fecsearch.faces.detect import DetectorConfig
 from fecsearch.faces.images import file_sha256, find_images
+from fecsearch.faces.video import DEFAULT_FRAME_RATE
 from fecsearch.ingest.workers import Decoded, IngestJob, ThreadEngine
 from fecsearch.models.config import DEFAULT_MODEL, weights_checksum
 from fecsearch.models.inference import load_inference
@@ -55,8 +56,10 @@ class Indexer:
     def __init__(self, store: FaceStore, network, model_name: str, weights_sha256: str,
                  cropped: bool = False, detector_config: DetectorConfig | None = None, workers: int | None = None,
                  chunk_size: int | None = None, progress: bool = True, report: Report = print,
-                 rebuild_index: bool = False, engine=None, checkpoint: str | None = None):
-        """network: the model ready to embed (models.inference.load_inference), on its device."""
+                 rebuild_index: bool = False, engine=None, checkpoint: str | None = None,
+                 frame_rate: float = DEFAULT_FRAME_RATE):
+        """network: the model ready to embed (models.inference.load_inference), on its device;
+        frame_rate: frames a second sampled from videos (the thread engine's; others refuse videos)."""
         self.store, self.network, self.model_name = store, network, model_name
         self.rebuild_index = rebuild_index
         self.cropped, self.progress, self.report = cropped, progress, report
@@ -74,7 +77,7 @@ class Indexer:
                                      runtime=network.runtime, threads=1)
         # What an engine's workers elsewhere need to build the same pipeline.
         self.job = IngestJob(model_name, checkpoint, mirror, cropped, detector_config, network.runtime,
-                             network.device)
+                             network.device, frame_rate)
         # Cropped faces are tiny and quick: big chunks. Photos need detection: small chunks keep
         # the work lost to an interruption small.
         self.chunk_size = chunk_size or (512 if cropped else 16)
@@ -98,7 +101,7 @@ class Indexer:
     def plan(self, root: Path, summary: IndexSummary, run_id: int) -> list[tuple[Path, int, float]]:
         """Which files need embedding; drops from the store the ones that are gone, and records the
         entries that cannot be read at all (link loops, dangling links, FIFOs) as skipped."""
-        files, problems = find_images(root)
+        files, problems = find_images(root, videos=True)
         summary.images_found = len(files)
         unreadable = []
         for path, reason in problems:
@@ -180,10 +183,13 @@ class Indexer:
         good = [d for d in items if d.error is None]
         images, records = [], []
         for d in good:
+            if d.warning:
+                self.report(d.warning)
             images.append({"path": str(d.path), "size": d.size, "mtime": d.mtime, "sha256": d.sha256,
                            "width": d.width, "height": d.height, "status": "ok", "error": None})
             records.append([FaceRecord(0, i, f.box, f.probability,
-                                       f.landmarks.tolist() if f.landmarks is not None else None, v)
+                                       f.landmarks.tolist() if f.landmarks is not None else None, v, f.time, f.run,
+                                       f.identity)
                             for i, (f, v) in enumerate(zip(d.faces, d.vectors))])
         for d in items:
             if d.error is not None:
@@ -192,6 +198,8 @@ class Indexer:
                 images.append({"path": str(d.path), "size": d.size, "mtime": d.mtime, "sha256": None,
                                "width": None, "height": None, "status": "skipped", "error": d.error})
                 records.append([])
-        self.store.write_batch(images, records, self.model_name, run_id)
+        identities = self.pipeline.identity  # made when a video was indexed
+        self.store.write_batch(images, records, self.model_name, run_id,
+                               identities.checksum if identities is not None else None)
         summary.images_indexed += len(good)
         summary.faces_added += sum(len(d.faces) for d in good)

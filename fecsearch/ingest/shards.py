@@ -219,7 +219,7 @@ def index_to_shards(root: str | Path, folder: str | Path, job, engine, chunk_siz
     started, summary = time.time(), ShardSummary()
     model = shard_model(job)
     done = done_images(folder, model)
-    files, problems = find_images(Path(os.path.abspath(root)))  # absolute paths, as the index stores them
+    files, problems = find_images(Path(os.path.abspath(root)), videos=True)  # videos: refused, with a reason  # absolute paths, as the index stores them
     for path, reason in problems:
         summary.skipped.append((str(path), reason))
         report(f"skipped {path}: {reason}")

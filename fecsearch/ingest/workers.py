@@ -27,6 +27,8 @@ class Decoded:
     width: int | None = None
     height: int | None = None
     vectors: object = None  # (faces, d) float32, once embedded
+    times: list | None = None  # videos: every sampled time (faces carry their own .time)
+    warning: str | None = None  # indexed, but with something to tell (a video's damaged stretch)
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class IngestJob:
     detector_config: object = None  # faces.detect.DetectorConfig
     runtime: str = "auto"
     device: str | None = None
+    frame_rate: float | None = None  # videos: frames sampled a second; None: videos are refused
 
     def pipeline(self, threads: int | None = 1):
         from fecsearch.models.inference import load_inference
@@ -50,8 +53,13 @@ class IngestJob:
                             runtime=network.runtime, threads=threads)
 
 
-def find_faces_of(pipeline, item: tuple[Path, int, float]) -> Decoded:
-    """Read and decode one file; for photos also find and align its faces (crops keep the image)."""
+def find_faces_of(pipeline, item: tuple[Path, int, float], frame_rate: float | None = None) -> Decoded:
+    """Read and decode one file; for photos also find and align its faces (crops keep the image);
+    for videos (frame_rate given) the faces of frames sampled at that rate."""
+    from fecsearch.faces.video import is_video
+
+    if is_video(item[0]):
+        return find_faces_in_video(pipeline, item, frame_rate)
     decoded = decode_file(item)
     if decoded.error is None and not pipeline.cropped:
         decoded.faces = pipeline.find_faces([decoded.image])[0]
@@ -59,6 +67,38 @@ def find_faces_of(pipeline, item: tuple[Path, int, float]) -> Decoded:
         # chunks of them would otherwise wait in the queue for the writer.
         decoded.image = None
     return decoded
+
+
+def find_faces_in_video(pipeline, item: tuple[Path, int, float], frame_rate: float | None) -> Decoded:
+    from fecsearch.faces.images import file_sha256
+    from fecsearch.faces.video import Sampling, sample_frames
+    from fecsearch.models.identity import identity_crop
+
+    path, size, mtime = item
+    if frame_rate is None or pipeline.cropped:
+        why = "with --cropped" if pipeline.cropped else "by this engine"
+        return Decoded(path, size, mtime, error=f"{path}: videos are not indexed {why}; index its folder with "
+                                                f"`fecsearch index` (thread engine, photos)")
+    sampling = Sampling()
+    faces, times, width, height = [], [], None, None
+    try:
+        sha256 = file_sha256(path)
+        for t, frame in sample_frames(path, frame_rate, sampling):
+            width, height = frame.size
+            times.append(t)
+            found = pipeline.find_faces([frame])[0]
+            # who each face is: a face is followed from frame to frame only while it stays the same person
+            identities = pipeline.identity_network().describe([identity_crop(frame, f.landmarks) for f in found])
+            for face, identity in zip(found, identities):
+                face.time, face.identity = t, identity
+                faces.append(face)
+    except BadImage as err:
+        return Decoded(path, size, mtime, error=str(err))
+    except OSError as err:
+        return Decoded(path, size, mtime, error=f"{path}: cannot be read ({err.strerror or err})")
+    warning = (f"{path}: {sampling.damaged} damaged packets skipped; {sampling.frames} frames sampled"
+               if sampling.damaged else None)
+    return Decoded(path, size, mtime, sha256, faces=faces, width=width, height=height, times=times, warning=warning)
 
 
 def embed_chunk(pipeline, items: list[Decoded]) -> list[Decoded]:
@@ -72,6 +112,11 @@ def embed_chunk(pipeline, items: list[Decoded]) -> list[Decoded]:
     for d in good:
         d.vectors = vectors[start:start + len(d.faces)]
         start += len(d.faces)
+        if d.times is not None:  # a video: one face for each run of the same face and expression
+            from fecsearch.ingest.video import keep_one_per_run
+
+            keep = keep_one_per_run(d.faces, d.vectors, d.times)
+            d.faces, d.vectors = [d.faces[i] for i in keep], d.vectors[keep]
     return items
 
 
@@ -132,7 +177,8 @@ class ThreadEngine:
         """Chunks of embedded images, in the order of `items`. `pipeline`: the indexer's own."""
         with ThreadPoolExecutor(self.workers) as pool, torch_threads(None if job.cropped else 1):
             chunk: list[Decoded] = []
-            for item in decode_ahead(pool, items, 2 * chunk_size, lambda item: find_faces_of(pipeline, item)):
+            for item in decode_ahead(pool, items, 2 * chunk_size,
+                                     lambda item: find_faces_of(pipeline, item, job.frame_rate)):
                 chunk.append(item)
                 if len(chunk) == chunk_size:
                     yield embed_chunk(pipeline, chunk)

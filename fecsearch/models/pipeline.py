@@ -26,6 +26,8 @@ class FacePipeline:
         self.preprocess = network.config.preprocess
         self.cropped = cropped
         detector_runtime = "onnx" if runtime != "torch" and onnx_installed() else "torch"
+        self._identity_args = (device, runtime, threads)
+        self.identity = None
         self.detector = None if cropped else FaceDetector(detector_config, device=device, runtime=detector_runtime,
                                                           threads=threads)
 
@@ -36,6 +38,15 @@ class FacePipeline:
         for image, faces in zip(images, self.detector.detect(images)):
             found.append([self._align(image, f) for f in faces])
         return found
+
+    def identity_network(self):
+        """The identity descriptor's network (models/identity.py), made on first use: videos follow
+        faces by who they are."""
+        if self.identity is None:
+            from fecsearch.models.identity import IdentityNetwork
+
+            self.identity = IdentityNetwork(*self._identity_args)
+        return self.identity
 
     def face_of(self, image: Image.Image, face: int | None = None) -> tuple[FoundFace | None, int, int]:
         """One face of an image, aligned: the face-th from the left (None: the largest), its number, and

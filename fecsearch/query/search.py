@@ -48,6 +48,7 @@ class QueryFace:
     face_number: int
     faces_found: int
     face_id: int | None = None  # the face's id when it is in the index (a query by id, or an indexed file)
+    identity: np.ndarray | None = None  # who the face is (models/identity.py), when asked for
 
 
 @dataclass
@@ -67,10 +68,22 @@ class Result:
     face_id: int
     path: str
     box: tuple[float, float, float, float]
+    time: float | None = None  # a video's face: seconds into the video
+    run: tuple[float, float] | None = None  # and the span of frames it stands for
 
     def to_dict(self) -> dict:
-        return {"rank": self.rank, "distance": round(self.distance, 6), "face_id": self.face_id, "path": self.path,
-                "box": [round(v, 1) for v in self.box]}
+        out = {"rank": self.rank, "distance": round(self.distance, 6), "face_id": self.face_id, "path": self.path,
+               "box": [round(v, 1) for v in self.box]}
+        if self.time is not None:
+            out["time"] = round(self.time, 3)
+            out["run"] = [round(v, 3) for v in self.run] if self.run else None
+        return out
+
+    @classmethod
+    def of_row(cls, rank: int, distance: float, row: dict) -> "Result":
+        run = (row["run_start"], row["run_end"]) if row.get("run_start") is not None else None
+        return cls(rank, distance, row["id"], row["path"], (row["x1"], row["y1"], row["x2"], row["y2"]),
+                   row.get("time"), run)
 
 
 class Searcher:
@@ -94,6 +107,7 @@ class Searcher:
         self._model = None  # loaded by the first query that needs it: searches by id or vector never do
         self.detector_config = detector_config
         self._pipelines: dict = {}
+        self._identities = self._identity_network = None  # loaded by the first search that needs them
         # save_index=False: a stale FAISS file is rebuilt in memory only (a server must not race an indexer)
         self.index = VectorIndex.open(self.store, save=save_index)
 
@@ -115,8 +129,10 @@ class Searcher:
                                                     runtime=network.runtime, threads=self.threads)
         return self._pipelines[cropped]
 
-    def query_image(self, image_path: str | Path, face: int | None = None, cropped: bool = False) -> QueryFace:
-        """A face of an image (face: its number from the left; None: the largest) and its vector.
+    def query_image(self, image_path: str | Path, face: int | None = None, cropped: bool = False,
+                    identity: bool = False) -> QueryFace:
+        """A face of an image (face: its number from the left; None: the largest) and its vector;
+        identity=True also describes who it is (for other_people).
 
         A file the index holds, unchanged since it was indexed, is not detected again: its stored
         faces answer, so the photo finds its own face at distance 0 (QueryFace.face_id says which)."""
@@ -126,13 +142,25 @@ class Searcher:
                 number = largest_face([f for f, _, _ in stored]) if face is None else face
                 self._check_number(image_path, number, len(stored))
                 found, vector, face_id = stored[number]
-                return QueryFace(found, vector, str(image_path), number, len(stored), face_id)
-        found, number, count = self.pipeline(cropped).face_of(load_image(image_path), face)
+                q = QueryFace(found, vector, str(image_path), number, len(stored), face_id)
+                if identity:
+                    q.identity = self.stored_identity(face_id)
+                if not identity or q.identity is not None:
+                    return q
+        image = load_image(image_path)
+        found, number, count = self.pipeline(cropped).face_of(image, face)
         if not count:
             raise LookupError(f"{image_path}: no face found")
         self._check_number(image_path, number, count)
         vector = self.pipeline(cropped).embed([found])[0]
-        return QueryFace(found, vector, str(image_path), number, count)
+        q = QueryFace(found, vector, str(image_path), number, count)
+        if identity:
+            from fecsearch.faces.images import original_scale
+            from fecsearch.models.identity import identity_crop
+
+            crop = identity_crop(image, None if cropped else found.landmarks, original_scale(image))
+            q.identity = self.identity_network.describe([crop])[0]
+        return q
 
     @staticmethod
     def _check_number(image_path, number: int, count: int) -> None:
@@ -158,7 +186,7 @@ class Searcher:
                         np.frombuffer(row["embedding"], dtype=np.float32), row["id"]))
         return out
 
-    def query_face_id(self, face_id: int) -> QueryFace:
+    def query_face_id(self, face_id: int, identity: bool = False) -> QueryFace:
         rows = self.store.faces_by_id([face_id])
         if face_id not in rows:
             raise LookupError(f"face {face_id} is not in {self.store.dir}")
@@ -167,10 +195,94 @@ class Searcher:
         box = (row["x1"], row["y1"], row["x2"], row["y2"])
         # The vector is stored: the photo is not read (a sheet draws the face from its path and box).
         return QueryFace(FoundFace(box, row["probability"], None, None), vector, row["path"], row["face_index"], 1,
-                         face_id)
+                         face_id, self.stored_identity(face_id) if identity else None)
 
-    def search(self, vector: np.ndarray, k: int = 10) -> list[Result]:
-        return nearest_faces(self.index, self.store, vector, k)
+    def search(self, vector: np.ndarray, k: int = 10, person: str | int | None = None,
+               exclude=None, within=None) -> list[Result]:
+        """The k faces nearest to `vector`; person (an id or a name, `fecsearch people`): only that
+        person's faces; within: only these face ids (e.g. one video's, faces_of_file); exclude: face
+        ids to leave out (other_people gives the query's own)."""
+        if person is None and within is None:
+            return nearest_faces(self.index, self.store, vector, k, exclude)
+        face_ids = set(int(i) for i in within) if within is not None else None
+        if person is not None:
+            theirs = set(self.store.person_faces(self.find_person(person)["id"]))
+            face_ids = theirs if face_ids is None else face_ids & theirs
+        if exclude is not None:
+            face_ids -= set(int(i) for i in exclude)
+        face_ids = sorted(face_ids)
+        rows = self.store.faces_by_id(face_ids)
+        face_ids = [i for i in face_ids if i in rows]
+        vectors = np.stack([np.frombuffer(rows[i]["embedding"], np.float32) for i in face_ids]) if face_ids else \
+            np.zeros((0, len(vector)), np.float32)
+        hits = self.index.search_among(vector, k, np.array(face_ids, np.int64), vectors)
+        return [Result.of_row(n, h.distance, rows[h.face_id]) for n, h in enumerate(hits, 1)]
+
+    def faces_of_file(self, path: str | Path) -> list[int]:
+        """The ids of the faces the index holds for one file (a photo, or every kept face of a video)."""
+        import os
+
+        rows = self.store.db.execute("select faces.id from faces join images on images.id = faces.image_id "
+                                     "where images.path = ? order by faces.id", [os.path.abspath(path)]).fetchall()
+        return [r[0] for r in rows]
+
+    # --- who the faces are ----------------------------------------------------------------------
+    def _require_identities(self) -> None:
+        if not self.store.has_identity_tables() or not len(self.identities):
+            raise LookupError(f"{self.store.dir} has no identity descriptors yet; run `fecsearch people --index "
+                              f"{self.store.dir}` (it describes every face once, without detecting them again)")
+
+    @property
+    def identities(self):
+        """The index's identity descriptors in FAISS (people.cluster.IdentityIndex), built on first use."""
+        if self._identities is None:
+            from fecsearch.people.cluster import IdentityIndex
+
+            self._identities = IdentityIndex(self.store)
+        return self._identities
+
+    @property
+    def identity_network(self):
+        if self._identity_network is None:
+            from fecsearch.models.identity import IdentityNetwork
+
+            self._identity_network = IdentityNetwork(self.device, self.runtime, self.threads)
+        return self._identity_network
+
+    def stored_identity(self, face_id: int) -> np.ndarray | None:
+        ids, descriptors = self.store.identities([face_id])
+        return descriptors[0] if len(ids) else None
+
+    def find_person(self, person: str | int) -> dict:
+        """A person by id or name, or LookupError saying how to see who there is."""
+        self._require_identities()
+        found = self.store.find_person(str(person))
+        if found is None:
+            raise LookupError(f"no person '{person}' in {self.store.dir}; `fecsearch people --index "
+                              f"{self.store.dir}` lists them")
+        return found
+
+    def other_people(self, q: QueryFace) -> set[int]:
+        """The faces of the query face's own identity, which a search for other people leaves out:
+        the people (`fecsearch people`) of every face as alike as clustering asks (SAME_PERSON), the
+        query's own person if it is an indexed face, and every face whose descriptor is merely close
+        (SAME_PERSON_LOOSE: a stranger left out costs one result, the query's subject kept in
+        defeats the filter)."""
+        from fecsearch.people.cluster import SAME_PERSON, SAME_PERSON_LOOSE
+
+        self._require_identities()
+        if q.identity is None:
+            raise LookupError(f"face {q.face_id} has no identity descriptor yet; run `fecsearch people --index "
+                              f"{self.store.dir}`")
+        close, cosines = self.identities.same_person(q.identity, SAME_PERSON_LOOSE, with_cosines=True)
+        own = set(close.tolist()) | ({q.face_id} if q.face_id is not None else set())
+        person_of = self.store.face_people()
+        people = {person_of[f] for f, c in zip(close.tolist(), cosines) if c >= SAME_PERSON and f in person_of}
+        if q.face_id in person_of:
+            people.add(person_of[q.face_id])
+        for person in people:
+            own.update(self.store.person_faces(person))
+        return own
 
     def search_image(self, image_path: str | Path, k: int = 10, face: int | None = None,
                      cropped: bool = False) -> list[Result]:
@@ -211,15 +323,14 @@ class Searcher:
         return {"index": str(self.store.dir), **index_report(self.store, self.index)}
 
 
-def nearest_faces(index: VectorIndex, store: FaceStore, vector: np.ndarray, k: int) -> list[Result]:
+def nearest_faces(index: VectorIndex, store: FaceStore, vector: np.ndarray, k: int, exclude=None) -> list[Result]:
     """The k nearest faces with their records; faces deleted since `index` was read are left out."""
-    hits = index.search(vector, k)
+    hits = index.search(vector, k, exclude)
     rows = store.faces_by_id([h.face_id for h in hits])
     results = []
     for hit in hits:
         row = rows.get(hit.face_id)
         if row is None:
             continue
-        results.append(Result(len(results) + 1, hit.distance, hit.face_id, row["path"],
-                              (row["x1"], row["y1"], row["x2"], row["y2"])))
+        results.append(Result.of_row(len(results) + 1, hit.distance, row))
     return results

@@ -13,9 +13,15 @@ TILE = 128
 LABEL = 18
 
 
-def face_thumbnail(path: str, box, size: int = TILE, margin: float = 0.15) -> Image.Image:
-    """The face's box, grown by `margin` on each side and squared, from the original image."""
-    image = load_image(path)
+def face_thumbnail(path: str, box, size: int = TILE, margin: float = 0.15, time: float | None = None) -> Image.Image:
+    """The face's box, grown by `margin` on each side and squared, from the original image (a
+    video's frame at `time` seconds)."""
+    if time is not None:
+        from fecsearch.faces.video import load_frame
+
+        image = load_frame(path, time)
+    else:
+        image = load_image(path)
     x1, y1, x2, y2 = (v / original_scale(image) for v in box)
     side = max(x2 - x1, y2 - y1) * (1 + 2 * margin)
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
@@ -42,7 +48,15 @@ def contact_sheet(tiles: list[tuple[Image.Image, str]], out: str | Path, columns
     return out
 
 
+def clock(seconds: float) -> str:
+    """A time into a video as m:ss.s (h:mm:ss past an hour)."""
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{secs:04.1f}" if hours else f"{minutes}:{secs:04.1f}"
+
+
 def query_sheet(query_crop: Image.Image, results, out: str | Path, columns: int = 6) -> Path:
     tiles = [(query_crop, "query")]
-    tiles += [(face_thumbnail(r.path, r.box), f"#{r.rank}  d={r.distance:.3f}") for r in results]
+    tiles += [(face_thumbnail(r.path, r.box, time=r.time),
+               f"#{r.rank}  d={r.distance:.3f}" + (f"  {clock(r.time)}" if r.time is not None else "")) for r in results]
     return contact_sheet(tiles, out, columns)

@@ -80,11 +80,15 @@ def create_app(library: Library, rating: Rating | None = None, max_upload_bytes:
             raise HTTPException(400, "send an image: multipart/form-data with a field 'image', or the "
                                      "image bytes with an image/* Content-Type")
         return JSONResponse(await run_in_threadpool(library.search_upload, data, filename, k, face, all_faces,
-                                                    cropped))
+                                                    cropped, request.query_params.get("person") or None))
 
     async def similar(request: Request):
         k = parse_int(request, "k", 10, 1, MAX_K)
-        return JSONResponse(await run_in_threadpool(library.search_face, face_id_of(request), k))
+        return JSONResponse(await run_in_threadpool(library.search_face, face_id_of(request), k,
+                                                    request.query_params.get("person") or None))
+
+    async def people(request):
+        return JSONResponse(await run_in_threadpool(library.people))
 
     async def face(request: Request):
         row = await run_in_threadpool(library.face_row, face_id_of(request))
@@ -153,6 +157,7 @@ def create_app(library: Library, rating: Rating | None = None, max_upload_bytes:
         Route("/api/faces/{face_id:int}/similar", similar),
         Route("/api/faces/{face_id:int}/thumbnail", thumbnail),
         Route("/api/summary", summary),
+        Route("/api/people", people),
         Route("/api/rating", rating_info),
         Route("/api/rating/next", rating_next),
         Route("/api/rating/vote", rating_vote, methods=["POST"]),

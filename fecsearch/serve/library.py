@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from fecsearch.faces.align import largest_face
 from fecsearch.faces.detect import DetectorConfig
 from fecsearch.faces.images import BadImage, decode_image, original_size
-from fecsearch.query.search import Searcher, nearest_faces
+from fecsearch.query.search import Result, Searcher, nearest_faces
 from fecsearch.query.sheets import face_thumbnail
 from fecsearch.store.database import FaceStore
 from fecsearch.vectors.faiss_index import VectorIndex, index_report
@@ -75,9 +75,33 @@ class Library:
                     self._checked = time.monotonic()
         return self.searcher.index
 
-    def neighbours(self, vector: np.ndarray, k: int) -> list[dict]:
+    def neighbours(self, vector: np.ndarray, k: int, person: str | None = None) -> list[dict]:
+        """The k nearest faces (person: only that person's, by id or name) as the API shows them."""
+        if person:
+            store = self.store()
+            found = store.find_person(person)
+            if found is None:
+                raise HTTPException(404, f"no person '{person}' in this index (GET /api/people lists them)")
+            face_ids = store.person_faces(found["id"])
+            rows = store.faces_by_id(face_ids)
+            face_ids = [i for i in face_ids if i in rows]
+            vectors = np.stack([np.frombuffer(rows[i]["embedding"], np.float32) for i in face_ids])
+            hits = self.vectors().search_among(vector, k, np.array(face_ids, np.int64), vectors)
+            results = [Result.of_row(n, h.distance, rows[h.face_id]) for n, h in enumerate(hits, 1)]
+        else:
+            results = nearest_faces(self.vectors(), self.store(), vector, k)
         return [dict(r.to_dict(), path=self.public_path(r.path), thumbnail=f"/api/faces/{r.face_id}/thumbnail")
-                for r in nearest_faces(self.vectors(), self.store(), vector, k)]
+                for r in results]
+
+    def people(self) -> dict:
+        """Who `fecsearch people` found: id, name, faces, and a face of theirs to show."""
+        store = self.store()
+        listed = []
+        for p in store.people():
+            first = store.person_faces(p["id"])[0]
+            listed.append({"id": p["id"], "name": p["name"], "faces": p["faces"],
+                           "thumbnail": f"/api/faces/{first}/thumbnail"})
+        return {"people": listed}
 
     def public_path(self, path: str) -> str:
         """A file's path relative to the folder it was indexed from: the API does not show where
@@ -91,7 +115,7 @@ class Library:
         return os.path.basename(path)
 
     def search_upload(self, data: bytes, filename: str, k: int, face: int | None, all_faces: bool,
-                      cropped: bool = False) -> dict:
+                      cropped: bool = False, person: str | None = None) -> dict:
         image = decode_upload(data, filename)
         with self.compute:
             pipeline = self.searcher.pipeline(cropped)
@@ -105,9 +129,9 @@ class Library:
         for i, f in enumerate(faces):
             entry = {"face": i, "box": [round(v, 1) for v in f.box], "probability": round(f.probability, 4)}
             if all_faces:
-                entry["results"] = self.neighbours(vectors[i], k)
+                entry["results"] = self.neighbours(vectors[i], k, person)
             listed.append(entry)
-        results = (listed[face]["results"] if all_faces else self.neighbours(vectors[face], k)) if faces else []
+        results = (listed[face]["results"] if all_faces else self.neighbours(vectors[face], k, person)) if faces else []
         width, height = original_size(image)
         return {"width": width, "height": height, "faces": listed, "face": face if faces else None,
                 "results": results}
@@ -118,10 +142,11 @@ class Library:
             raise HTTPException(404, f"face {face_id} is not in this index")
         return row
 
-    def search_face(self, face_id: int, k: int) -> dict:
+    def search_face(self, face_id: int, k: int, person: str | None = None) -> dict:
         row = self.face_row(face_id)
         vector = np.frombuffer(row["embedding"], dtype=np.float32)
-        return {"face_id": face_id, "path": self.public_path(row["path"]), "results": self.neighbours(vector, k)}
+        return {"face_id": face_id, "path": self.public_path(row["path"]),
+                "results": self.neighbours(vector, k, person)}
 
     def thumbnail(self, face_id: int, size: int) -> bytes:
         row = self.face_row(face_id)
@@ -133,7 +158,7 @@ class Library:
                 self._thumbnails.move_to_end(key)
                 return self._thumbnails[key]
         try:
-            picture = face_thumbnail(row["path"], box, size=size)
+            picture = face_thumbnail(row["path"], box, size=size, time=row.get("time"))
         except BadImage as err:
             raise HTTPException(404, f"face {face_id}: its image can no longer be read ({err})") from None
         buffer = io.BytesIO()

@@ -8,6 +8,10 @@ Tables (open the file with sqlite3 or datasette; the columns are in COLUMNS belo
   images  one row per file seen: path, size, mtime, sha256, status ok|skipped, error, face count
   faces   one row per face: image, box, landmarks, detection probability, embedding (float32 bytes)
   labels  one emotion label per face (fecsearch label): face_id, label, source
+  identities   one identity descriptor per face (models/identity.py): face_id, descriptor (float16
+          bytes, 1024 values); meta.identity_sha256 names the weights they come from
+  people       one row per person found by `fecsearch people`: id, name (NULL until named)
+  face_people  which person each clustered face belongs to: face_id, person_id
 
 The tables and the model's settings are each written in one transaction, so a run killed while it
 creates an index leaves either nothing or a whole index. An index written by an older fecsearch
@@ -30,7 +34,10 @@ from fecsearch.store import DB_NAME, import_sqlite_utils
 
 sqlite_utils = import_sqlite_utils()
 
-SCHEMA_VERSION = 2  # 2: faces.generation and removed_faces, so FAISS can follow changes
+SCHEMA_VERSION = 3  # 2: faces.generation and removed_faces, so FAISS can follow changes; 3: identities, people
+# Read-only commands open indexes from this version on: what later versions add (the identity
+# tables) reads as empty until a run that writes the index adds it.
+READABLE_SINCE = 2
 # The schema, in one place: table -> columns. Columns missing from an older index are added on its
 # next write (see _create_tables); a new column therefore needs a default-free, nullable type.
 COLUMNS = {
@@ -44,16 +51,23 @@ COLUMNS = {
     "faces": ["id INTEGER PRIMARY KEY", "image_id INTEGER REFERENCES images(id)", "face_index INTEGER", "x1 FLOAT",
               "y1 FLOAT", "x2 FLOAT", "y2 FLOAT", "probability FLOAT", "landmarks TEXT", "embedding BLOB",
               "model TEXT", "run_id INTEGER REFERENCES runs(id)",
-              "generation INTEGER"],  # the database generation that added the face (NULL: before schema 2)
+              "generation INTEGER",  # the database generation that added the face (NULL: before schema 2)
+              # videos: seconds into the video of the face's frame, and the run of frames it stands for
+              "time FLOAT", "run_start FLOAT", "run_end FLOAT"],
     "labels": ["face_id INTEGER PRIMARY KEY REFERENCES faces(id)", "label TEXT", "source TEXT"],
     # Faces deleted since schema 2, with the generation that deleted them: with faces.generation,
     # what changed since the generation a FAISS file was built from (see changes_since).
     "removed_faces": ["face_id INTEGER", "generation INTEGER"],
+    "identities": ["face_id INTEGER PRIMARY KEY REFERENCES faces(id)", "descriptor BLOB"],
+    "people": ["id INTEGER PRIMARY KEY", "name TEXT"],
+    "face_people": ["face_id INTEGER PRIMARY KEY REFERENCES faces(id)", "person_id INTEGER REFERENCES people(id)"],
 }
+IDENTITY_TABLES = ("identities", "people", "face_people")
 SQL_INDEXES = ["create unique index if not exists idx_images_path on images (path)",
                "create index if not exists idx_faces_image_id on faces (image_id)",
                "create index if not exists idx_faces_generation on faces (generation)",
-               "create index if not exists idx_removed_faces_generation on removed_faces (generation)"]
+               "create index if not exists idx_removed_faces_generation on removed_faces (generation)",
+               "create index if not exists idx_face_people_person on face_people (person_id)"]
 
 
 class ModelMismatch(ValueError):
@@ -82,6 +96,9 @@ class FaceRecord:
     probability: float
     landmarks: list | None
     embedding: np.ndarray
+    time: float | None = None  # videos (see COLUMNS)
+    run: tuple[float, float] | None = None
+    identity: np.ndarray | None = None  # videos: described while indexing (they are followed by it)
 
 
 class FaceStore:
@@ -121,15 +138,17 @@ class FaceStore:
         if version > SCHEMA_VERSION:
             raise IndexUnusable(f"{path} was written by a newer fecsearch (schema {version}; this one reads "
                                 f"{SCHEMA_VERSION}); upgrade fecsearch.")
-        if readonly and version < SCHEMA_VERSION:  # a writable open migrates it
+        if readonly and version < READABLE_SINCE:  # a writable open migrates it
             raise IndexUnusable(f"{path} was written by an older fecsearch (schema {version}; this one reads "
                                 f"{SCHEMA_VERSION}); run `fecsearch index --index {self.dir} FOLDER` once to "
                                 f"upgrade it (nothing is embedded again).")
-        if readonly and set(TABLES) - tables:
+        self.tables = tables
+        if readonly and set(TABLES) - set(IDENTITY_TABLES) - tables:
             raise FileNotFoundError(f"{self.dir}: the index is empty (its first run stopped before any "
                                     f"image was written); run `fecsearch index`")
         if not readonly:
             self._create_tables()
+            self.tables = set(TABLES)
 
     def schema_version(self) -> int:
         """The index's schema version; 0 for an index from before versions were recorded."""
@@ -204,8 +223,11 @@ class FaceStore:
             args = [prefix, like + os.sep + "%"]
         return {r["path"]: r for r in self.db.query(sql, args)}
 
-    def write_batch(self, images: list[dict], faces: list[list[FaceRecord]], model: str, run_id: int) -> None:
-        """Replace these images and their faces in one transaction: a kill leaves all or nothing."""
+    def write_batch(self, images: list[dict], faces: list[list[FaceRecord]], model: str, run_id: int,
+                    identity_sha256: str | None = None) -> None:
+        """Replace these images and their faces in one transaction: a kill leaves all or nothing.
+        Faces that carry an identity descriptor (videos) store it too, when it comes from the weights
+        the index's descriptors come from (identity_sha256)."""
         now = time.time()
         with self.db.conn:
             self.db.execute("BEGIN IMMEDIATE")
@@ -226,11 +248,22 @@ class FaceStore:
                     [image[c] for c in columns] + [len(image_faces), run_id, now]).lastrowid
                 face_rows += [(image_id, f.face_index, *f.box, f.probability,
                                json.dumps(f.landmarks) if f.landmarks is not None else None,
-                               np.asarray(f.embedding, np.float32).tobytes(), model, run_id, generation)
+                               np.asarray(f.embedding, np.float32).tobytes(), model, run_id, generation, f.time,
+                               *(f.run or (None, None)))
                               for f in image_faces]
             self.db.conn.executemany(
                 "insert into faces (image_id, face_index, x1, y1, x2, y2, probability, landmarks, embedding, model, "
-                "run_id, generation) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", face_rows)
+                "run_id, generation, time, run_start, run_end) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                face_rows)
+            described = [(np.asarray(f.identity, np.float16).tobytes(), row[0], f.face_index)
+                         for row, f in zip(face_rows, (f for fs in faces for f in fs)) if f.identity is not None]
+            if described and identity_sha256:
+                current = self.meta("identity_sha256")
+                if current is None:
+                    self.db.execute("insert into meta (key, value) values ('identity_sha256', ?)", [identity_sha256])
+                if current in (None, identity_sha256):
+                    self.db.conn.executemany("insert or replace into identities (face_id, descriptor) select id, ? "
+                                             "from faces where image_id = ? and face_index = ?", described)
 
     def touch_image(self, image_id: int, mtime: float) -> None:
         self.db["images"].update(image_id, {"mtime": mtime})
@@ -247,7 +280,9 @@ class FaceStore:
     def _delete_image(self, image_id: int, generation: int) -> None:
         self.db.execute("insert into removed_faces (face_id, generation) select id, ? from faces where image_id = ?",
                         [generation, image_id])
-        self.db.execute("delete from labels where face_id in (select id from faces where image_id = ?)", [image_id])
+        for table in ("labels", "identities", "face_people"):
+            self.db.execute(f"delete from {table} where face_id in (select id from faces where image_id = ?)",
+                            [image_id])
         self.db.execute("delete from faces where image_id = ?", [image_id])
         self.db.execute("delete from images where id = ?", [image_id])
 
@@ -267,6 +302,9 @@ class FaceStore:
             "skipped": q("select count(*) from images where status = 'skipped'").fetchone()[0],
             "faces": self.face_count(),
             "runs": q("select count(*) from runs").fetchone()[0],
+            "identities": (q("select count(*) from identities where descriptor is not null").fetchone()[0]
+                           if self.has_identity_tables() else 0),
+            "people": q("select count(*) from people").fetchone()[0] if self.has_identity_tables() else 0,
         }
 
     def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
@@ -316,6 +354,13 @@ class FaceStore:
                    if added else np.zeros((0, dim), np.float32))
         return now, count, np.array(removed, np.int64), ids, vectors
 
+    def _time_columns(self) -> str:
+        """The video columns of faces, or NULLs for an index from before them opened read-only."""
+        if not hasattr(self, "_has_time"):
+            have = {row[1] for row in self.db.execute("pragma table_info(faces)").fetchall()}
+            self._has_time = "time" in have
+        return "time, run_start, run_end" if self._has_time else "null as time, null as run_start, null as run_end"
+
     def faces_by_id(self, face_ids) -> dict[int, dict]:
         face_ids = [int(i) for i in face_ids]
         if not face_ids:
@@ -323,7 +368,7 @@ class FaceStore:
         marks = ",".join("?" * len(face_ids))
         rows = self.db.query(
             f"select faces.id, faces.image_id, faces.face_index, x1, y1, x2, y2, probability, landmarks, "
-            f"embedding, images.path from faces join images on images.id = faces.image_id "
+            f"embedding, {self._time_columns()}, images.path from faces join images on images.id = faces.image_id "
             f"where faces.id in ({marks})", face_ids)
         return {r["id"]: r for r in rows}
 
@@ -335,8 +380,8 @@ class FaceStore:
         if not rows:
             return None
         return list(self.db.query(
-            "select faces.id, faces.face_index, x1, y1, x2, y2, probability, landmarks, embedding from faces "
-            "where image_id = ? order by face_index", [rows[0]["id"]]))
+            f"select faces.id, faces.face_index, x1, y1, x2, y2, probability, landmarks, embedding, "
+            f"{self._time_columns()} from faces where image_id = ? order by face_index", [rows[0]["id"]]))
 
     def iter_faces(self, page: int = 10_000):
         """Every face in id order, with its image's path, read a page at a time."""
@@ -344,7 +389,7 @@ class FaceStore:
         while True:
             rows = list(self.db.query(
                 "select faces.id, faces.image_id, faces.face_index, x1, y1, x2, y2, probability, landmarks, "
-                "embedding, images.path from faces join images on images.id = faces.image_id "
+                f"embedding, {self._time_columns()}, images.path from faces join images on images.id = faces.image_id "
                 "where faces.id > ? order by faces.id limit ?", [last, page]))
             yield from rows
             if len(rows) < page:
@@ -402,6 +447,125 @@ class FaceStore:
 
     def skipped_images(self) -> list[dict]:
         return list(self.db.query("select path, error from images where status = 'skipped' order by path"))
+
+    # --- identities and people ------------------------------------------------------------------
+    def has_identity_tables(self) -> bool:
+        return set(IDENTITY_TABLES) <= self.tables
+
+    def faces_without_identity(self, limit: int = 256) -> list[dict]:
+        """Up to `limit` faces with no identity descriptor yet, whole images at a time, with their
+        image's path and sha256 and the face's landmarks (original-photo pixels; None for crops)."""
+        images = [r[0] for r in self.db.execute(
+            "select distinct faces.image_id from faces left join identities on identities.face_id = faces.id "
+            "where identities.face_id is null order by faces.image_id limit ?", [limit])]
+        if not images:
+            return []
+        marks = ",".join("?" * len(images))
+        return list(self.db.query(
+            f"select faces.id, faces.image_id, faces.face_index, faces.landmarks, faces.time, images.path, "
+            f"images.sha256 "
+            f"from faces join images on images.id = faces.image_id left join identities on identities.face_id = "
+            f"faces.id where identities.face_id is null and faces.image_id in ({marks}) "
+            f"order by faces.image_id, faces.face_index", images))
+
+    def missing_identities(self) -> int:
+        if not self.has_identity_tables():
+            return self.face_count()
+        return self.db.execute("select count(*) from faces left join identities on identities.face_id = faces.id "
+                               "where identities.face_id is null").fetchone()[0]
+
+    def write_identities(self, face_ids: list[int], descriptors: np.ndarray, checksum: str,
+                         empty: set[int] = frozenset()) -> None:
+        """Store descriptors (float16: 2 KB a face) in one transaction, for faces still in the index;
+        the faces in `empty` could not be described (their photo is gone or changed): NULL."""
+        with self.db.conn:
+            self.db.execute("BEGIN IMMEDIATE")
+            if self.meta("identity_sha256") != checksum:  # other weights: the old descriptors go
+                self.db.execute("delete from identities")
+                self.db.execute("insert or replace into meta (key, value) values ('identity_sha256', ?)", [checksum])
+            rows = [(int(i), None if int(i) in empty else np.asarray(d, np.float16).tobytes())
+                    for i, d in zip(face_ids, descriptors)]
+            self.db.conn.executemany("insert or replace into identities (face_id, descriptor) select ?, ? where "
+                                     "exists (select 1 from faces where id = ?)", [(i, b, i) for i, b in rows])
+
+    def identities(self, face_ids=None) -> tuple[np.ndarray, np.ndarray]:
+        """(face ids, descriptors as float32 [n, 1024]) of every face that has one (or of `face_ids`)."""
+        if not self.has_identity_tables():
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        if face_ids is None:
+            rows = self.db.execute("select face_id, descriptor from identities where descriptor is not null "
+                                   "order by face_id").fetchall()
+        else:
+            face_ids = [int(i) for i in face_ids]
+            rows = []
+            for start in range(0, len(face_ids), 500):
+                part = face_ids[start:start + 500]
+                rows += self.db.execute(f"select face_id, descriptor from identities where descriptor is not null "
+                                        f"and face_id in ({','.join('?' * len(part))}) order by face_id",
+                                        part).fetchall()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        ids = np.array([r[0] for r in rows], np.int64)
+        return ids, np.frombuffer(b"".join(r[1] for r in rows), np.float16).reshape(len(rows), -1).astype(np.float32)
+
+    def people(self) -> list[dict]:
+        """Every person with their face count, most faces first: id, name, faces."""
+        if not self.has_identity_tables():
+            return []
+        return list(self.db.query(
+            "select people.id, people.name, count(face_people.face_id) as faces from people join face_people on "
+            "face_people.person_id = people.id group by people.id order by faces desc, people.id"))
+
+    def person_faces(self, person_id: int) -> list[int]:
+        if not self.has_identity_tables():
+            return []
+        return [r[0] for r in self.db.execute("select face_id from face_people where person_id = ? order by face_id",
+                                              [person_id])]
+
+    def face_people(self) -> dict[int, int]:
+        """face id -> person id, for every clustered face."""
+        if not self.has_identity_tables():
+            return {}
+        return dict(self.db.execute("select face_id, person_id from face_people").fetchall())
+
+    def find_person(self, key: str) -> dict | None:
+        """A person by id (digits) or by name (case-insensitive)."""
+        if not self.has_identity_tables():
+            return None
+        if str(key).isdigit():
+            rows = list(self.db.query("select id, name from people where id = ?", [int(key)]))
+        else:
+            rows = list(self.db.query("select id, name from people where lower(name) = lower(?)", [str(key)]))
+        return rows[0] if rows else None
+
+    def set_people(self, assignment: dict[int, int]) -> None:
+        """Replace who every face is (face id -> person id) in one transaction; people left without a
+        face are deleted unless they have a name (a named person keeps its id for later runs)."""
+        with self.db.conn:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("delete from face_people")
+            self.db.conn.executemany("insert or ignore into people (id) values (?)",
+                                     [(p,) for p in sorted(set(assignment.values()))])
+            self.db.conn.executemany("insert into face_people (face_id, person_id) values (?, ?)",
+                                     sorted(assignment.items()))
+            self.db.execute("delete from people where name is null and id not in "
+                            "(select distinct person_id from face_people)")
+
+    def name_person(self, person_id: int, name: str) -> None:
+        with self.db.conn:
+            self.db.execute("BEGIN IMMEDIATE")
+            if not self.db.execute("select 1 from people where id = ?", [person_id]).fetchone():
+                raise LookupError(f"no person {person_id} in {self.dir}; `fecsearch people` lists them")
+            other = self.db.execute("select id from people where lower(name) = lower(?) and id != ?",
+                                    [name, person_id]).fetchone()
+            if other:
+                raise ValueError(f"'{name}' already names person {other[0]}")
+            self.db.execute("update people set name = ? where id = ?", [name, person_id])
+
+    def named_people(self) -> dict[int, str]:
+        if not self.has_identity_tables():
+            return {}
+        return dict(self.db.execute("select id, name from people where name is not null").fetchall())
 
     def close(self) -> None:
         self.db.conn.close()

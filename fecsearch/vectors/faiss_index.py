@@ -191,17 +191,50 @@ class VectorIndex:
     def __len__(self) -> int:
         return self.index.ntotal
 
-    def search(self, vector: np.ndarray, k: int) -> list[SearchHit]:
-        """The k nearest faces; distance is Euclidean for l2 models, 1 - cosine for cosine ones."""
-        query = np.asarray(vector, np.float32).reshape(1, -1)
-        if self.distance == "cosine":
-            query = normalise(query)
-        k = min(k, self.index.ntotal)
+    def search(self, vector: np.ndarray, k: int, exclude=None) -> list[SearchHit]:
+        """The k nearest faces; distance is Euclidean for l2 models, 1 - cosine for cosine ones.
+        exclude: face ids never to return (on a GPU index: searched deeper and filtered)."""
+        query = self._query(vector)
+        exclude = np.unique(np.asarray(list(exclude) if exclude is not None else [], np.int64))
+        k = min(k, self.index.ntotal - (len(exclude) if "Gpu" not in type(self.index).__name__ else 0))
         if k <= 0:
             return []
-        squared, ids = self.index.search(query, k)
+        if not len(exclude):
+            squared, ids = self.index.search(query, k)
+        elif "Gpu" in type(self.index).__name__:  # GPU indexes take no selector
+            squared, ids = self.index.search(query, min(self.index.ntotal, k + len(exclude)))
+            keep = ~np.isin(ids[0], exclude)
+            squared, ids = squared[:, keep][:, :k], ids[:, keep][:, :k]
+        else:
+            params = self._search_parameters(faiss.IDSelectorNot(faiss.IDSelectorBatch(exclude)))
+            squared, ids = self.index.search(query, k, params=params)
+        return self._hits(squared[0], ids[0])
+
+    def search_among(self, vector: np.ndarray, k: int, face_ids: np.ndarray, vectors: np.ndarray) -> list[SearchHit]:
+        """The k nearest of the given faces (ids and their stored vectors), exactly: for searches
+        within a few faces (one person's), where an IVF index could miss some."""
+        vectors = np.asarray(vectors, np.float32).reshape(len(face_ids), -1)
+        if self.distance == "cosine" and len(vectors):
+            vectors = normalise(vectors)
+        squared = ((vectors - self._query(vector)) ** 2).sum(1)
+        order = np.argsort(squared, kind="stable")[:k]
+        return self._hits(squared[order], np.asarray(face_ids, np.int64)[order])
+
+    def _query(self, vector: np.ndarray) -> np.ndarray:
+        query = np.asarray(vector, np.float32).reshape(1, -1)
+        return normalise(query) if self.distance == "cosine" else query
+
+    def _search_parameters(self, selector):
+        """Search parameters with a selector; IVF lists keep their nprobe (flat and HNSW sit in an
+        IndexIDMap2, which maps the selector's face ids to its positions)."""
+        ivf = faiss.try_extract_index_ivf(self.index) if not isinstance(self.index, faiss.IndexIDMap2) else None
+        if ivf is not None:
+            return faiss.SearchParametersIVF(sel=selector, nprobe=ivf.nprobe)
+        return faiss.SearchParameters(sel=selector)
+
+    def _hits(self, squared: np.ndarray, ids: np.ndarray) -> list[SearchHit]:
         hits = []
-        for d2, face_id in zip(squared[0], ids[0]):
+        for d2, face_id in zip(squared, ids):
             if face_id < 0:
                 continue
             d2 = max(float(d2), 0.0)

@@ -17,6 +17,21 @@ function say(message, isError = false) {
 
 function k() { return Math.max(1, Math.min(100, parseInt($("k").value, 10) || 12)); }
 
+// "among": everyone, or one person found by `fecsearch people`
+function person() { return $("person").value ? `&person=${encodeURIComponent($("person").value)}` : ""; }
+
+async function loadPeople() {
+  try {
+    const answer = await api("/api/people");
+    for (const p of answer.people) {
+      const option = document.createElement("option");
+      option.value = String(p.id);
+      option.textContent = `${p.name || `person ${p.id}`} (${p.faces} faces)`;
+      $("person").append(option);
+    }
+  } catch (err) { /* an index without people: "everyone" is the only choice */ }
+}
+
 function resultButton(r, caption) {
   const button = document.createElement("button");
   button.className = "result";
@@ -77,7 +92,7 @@ async function search(file) {
   form.append("image", file);
   try {
     const cropped = $("cropped").checked ? "&cropped=1" : "";
-    upload = await api(`/api/search?k=${k()}&all=1${cropped}`, { method: "POST", body: form });
+    upload = await api(`/api/search?k=${k()}&all=1${cropped}${person()}`, { method: "POST", body: form });
   } catch (err) {
     $("photo").hidden = true;
     say(err.message, true);
@@ -91,7 +106,7 @@ async function moreLike(faceId) {
   selectTab("search");
   say(`searching from face ${faceId} ...`);
   try {
-    const answer = await api(`/api/faces/${faceId}/similar?k=${k()}`);
+    const answer = await api(`/api/faces/${faceId}/similar?k=${k()}${person()}`);
     $("photo").hidden = true;
     $("query-face").hidden = false;
     $("query-face-id").textContent = faceId;
@@ -141,3 +156,4 @@ drop.addEventListener("drop", (e) => {
 api("/api/info").then((info) => {
   $("index-info").textContent = `${info.faces} faces in ${info.images} images · ${info.model}`;
 }).catch((err) => say(err.message, true));
+loadPeople();
