@@ -72,6 +72,25 @@ def main() -> None:
             "subjects_split": sum(1 for c in split.values() if c > 1), "faces_alone": summary.alone,
             "adjusted_rand_index": round(float(adjusted_rand_score(subjects, labels)), 4)}
         print(t, json.dumps(report["thresholds"][str(t)]), flush=True)
+    # the two stages alone, for comparison: average linkage over every pair of faces (memory grows
+    # with the square of the faces), and Chinese whispers alone on the k-NN graph
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    from fecsearch.people.cluster import IdentityIndex, chinese_whispers
+
+    def scored(labels) -> dict:
+        groups: dict[int, list[str]] = {}
+        for label, subject in zip(labels, subjects):
+            groups.setdefault(int(label), []).append(subject)
+        pure = sum(Counter(m).most_common(1)[0][1] for m in groups.values()) / len(subjects)
+        return {"people": len(groups), "purity": round(pure, 4),
+                "adjusted_rand_index": round(float(adjusted_rand_score(subjects, labels)), 4)}
+
+    everything = linkage(np.clip(1 - cos, 0, 2), "average")
+    whispers = IdentityIndex(store).neighbours()
+    report["baselines"] = {
+        **{f"average_linkage_all_pairs_{t}": scored(fcluster(everything, 1 - t, "distance")) for t in (0.6, 0.65, 0.7)},
+        **{f"chinese_whispers_alone_{t}": scored(chinese_whispers(*whispers, threshold=t)) for t in (0.6, 0.65, 0.7)}}
     # --other-people with the shipped thresholds: every face as a query, its 10 nearest expressions
     find_people(store)
     searcher = Searcher(index)

@@ -73,6 +73,24 @@ def test_search_page_upload_click_a_face_and_more_like_this(page, photos):
     page.wait_for_function("[...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)")
 
 
+def test_search_page_searches_among_one_person(page, photos, photos_index):
+    """The "among" list holds the people `fecsearch people` found; choosing one limits the results."""
+    run_cli("people", "--index", photos_index, "--quiet")
+    page.goto("/")
+    page.wait_for_selector("#person option:nth-child(2)", state="attached")
+    people = page.locator("#person option")
+    assert people.count() >= 11 and people.first.inner_text() == "everyone"
+    chosen = people.nth(1).get_attribute("value")
+    faces = int(people.nth(1).inner_text().split("(")[1].split()[0])
+    page.select_option("#person", chosen)
+    page.set_input_files("#file", str(photos / "img29.jpg"))
+    page.wait_for_function(f"document.querySelectorAll('#results .result').length === {min(faces, 12)}")
+    theirs = {str(f) for (f,) in sqlite3.connect(photos_index / "faces.db").execute(
+        "select face_id from face_people where person_id = ?", [int(chosen)])}
+    shown = {page.locator("#results .result").nth(i).get_attribute("data-face-id") for i in range(min(faces, 12))}
+    assert shown <= theirs
+
+
 def test_search_page_says_why_an_upload_is_refused(page, tmp_path):
     bad = tmp_path / "notes.jpg"
     bad.write_text("not a picture")

@@ -133,8 +133,8 @@ def summarize_cmd(folder, index_dir, clusters, sheet, model_name, as_json):
         store = FaceStore(index_dir, readonly=True)
         ids, vectors = store.embeddings()
         rows = store.faces_by_id(ids)
-        faces = [{"path": rows[i]["path"], "box": [rows[i][k] for k in ("x1", "y1", "x2", "y2")], "face_id": int(i)}
-                 for i in ids]
+        faces = [{"path": rows[i]["path"], "box": [rows[i][k] for k in ("x1", "y1", "x2", "y2")], "face_id": int(i),
+                  **({"time": rows[i]["time"]} if rows[i]["time"] is not None else {})} for i in ids]
     else:
         from fecsearch.faces.images import find_images
         from fecsearch.models.pipeline import FacePipeline, embed_files
@@ -151,7 +151,8 @@ def summarize_cmd(folder, index_dir, clusters, sheet, model_name, as_json):
     groups = summarize(vectors, clusters)
     summary = [{**faces[g["representative"]], "cluster_size": len(g["members"])} for g in groups]
     if sheet:
-        tiles = [(face_thumbnail(s["path"], s["box"]), f"{Path(s['path']).stem[:10]} ({s['cluster_size']})")
+        tiles = [(face_thumbnail(s["path"], s["box"], time=s.get("time")),
+                  f"{Path(s['path']).stem[:10]} ({s['cluster_size']})")
                  for s in summary]
         contact_sheet(tiles, sheet, columns=min(5, len(tiles)), outline_first=False)
     if as_json:

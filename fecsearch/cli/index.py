@@ -202,7 +202,7 @@ def run_index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk
                                          detector_config=detector_config, workers=workers, chunk_size=chunk_size,
                                          device=device, runtime=runtime, progress=not quiet and not as_json,
                                          report=lambda m: click.echo(m, err=True), rebuild_index=rebuild_index,
-                                         engine=engine, frame_rate=frame_rate)
+                                         engine=engine, frame_rate=frame_rate, identities=identities)
         except (MissingWeights, ModelMismatch, KeyError, RuntimeUnavailable) as err:
             fail(str(err).strip("'\""))
         summary = indexer.run(folder)

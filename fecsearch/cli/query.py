@@ -172,6 +172,7 @@ def moments(video, like, k, index_dir, face_number, as_json, sheet, device, runt
     click.echo(f"{'rank':>4}  {'distance':>8}  {'time':>9}  {'from':>9}  {'to':>9}  face")
     for r in results:
         start, end = r.run or (r.time, r.time)
-        click.echo(f"{r.rank:>4}  {r.distance:8.4f}  {clock(r.time):>9}  {clock(start):>9}  {clock(end):>9}  {r.face_id}")
+        click.echo(f"{r.rank:>4}  {r.distance:8.4f}  {clock(r.time):>9}  {clock(start):>9}  {clock(end):>9}  "
+                   f"{r.face_id}")
     if sheet:
         click.echo(f"sheet: {sheet}")

@@ -66,7 +66,8 @@ class FoundFace:
     crop: Image.Image | None  # what the model sees, before normalisation (None: not read, e.g. a stored face)
     time: float | None = None  # videos: seconds into the video of the frame it was found in
     run: tuple[float, float] | None = None  # videos: the span of frames the face stood for (ingest/video.py)
-    identity: np.ndarray | None = None  # videos: who the face is (models/identity.py), to follow it
+    identity: np.ndarray | None = None  # who the face is (models/identity.py), when described while indexing
+    identity_crop: Image.Image | None = None  # the crop that descriptor is made from, until it is
 
     @property
     def area(self) -> float:

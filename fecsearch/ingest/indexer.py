@@ -57,9 +57,11 @@ class Indexer:
                  cropped: bool = False, detector_config: DetectorConfig | None = None, workers: int | None = None,
                  chunk_size: int | None = None, progress: bool = True, report: Report = print,
                  rebuild_index: bool = False, engine=None, checkpoint: str | None = None,
-                 frame_rate: float = DEFAULT_FRAME_RATE):
+                 frame_rate: float = DEFAULT_FRAME_RATE, identities: bool = False):
         """network: the model ready to embed (models.inference.load_inference), on its device;
-        frame_rate: frames a second sampled from videos (the thread engine's; others refuse videos)."""
+        frame_rate: frames a second sampled from videos (the thread engine's; others refuse videos);
+        identities: describe each photo's faces while it is decoded (the thread engine's; faces
+        left without, and older ones, are described after by people/describe.py)."""
         self.store, self.network, self.model_name = store, network, model_name
         self.rebuild_index = rebuild_index
         self.cropped, self.progress, self.report = cropped, progress, report
@@ -77,7 +79,7 @@ class Indexer:
                                      runtime=network.runtime, threads=1)
         # What an engine's workers elsewhere need to build the same pipeline.
         self.job = IngestJob(model_name, checkpoint, mirror, cropped, detector_config, network.runtime,
-                             network.device, frame_rate)
+                             network.device, frame_rate, identities)
         # Cropped faces are tiny and quick: big chunks. Photos need detection: small chunks keep
         # the work lost to an interruption small.
         self.chunk_size = chunk_size or (512 if cropped else 16)

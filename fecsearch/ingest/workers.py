@@ -42,6 +42,7 @@ class IngestJob:
     runtime: str = "auto"
     device: str | None = None
     frame_rate: float | None = None  # videos: frames sampled a second; None: videos are refused
+    identities: bool = False  # photos: describe who each face is while its photo is decoded
 
     def pipeline(self, threads: int | None = 1):
         from fecsearch.models.inference import load_inference
@@ -53,9 +54,11 @@ class IngestJob:
                             runtime=network.runtime, threads=threads)
 
 
-def find_faces_of(pipeline, item: tuple[Path, int, float], frame_rate: float | None = None) -> Decoded:
-    """Read and decode one file; for photos also find and align its faces (crops keep the image);
-    for videos (frame_rate given) the faces of frames sampled at that rate."""
+def find_faces_of(pipeline, item: tuple[Path, int, float], frame_rate: float | None = None,
+                  identities: bool = False) -> Decoded:
+    """Read and decode one file; for photos also find and align its faces (crops keep the image),
+    and with identities=True crop them for the identity descriptor too; for videos (frame_rate
+    given) the faces of frames sampled at that rate, described as they are found."""
     from fecsearch.faces.video import is_video
 
     if is_video(item[0]):
@@ -63,13 +66,29 @@ def find_faces_of(pipeline, item: tuple[Path, int, float], frame_rate: float | N
     decoded = decode_file(item)
     if decoded.error is None and not pipeline.cropped:
         decoded.faces = pipeline.find_faces([decoded.image])[0]
+        if identities:  # cropped now, described with the chunk (embed_chunk): no second decode later
+            from fecsearch.faces.images import original_scale
+            from fecsearch.models.identity import identity_crop
+
+            scale = original_scale(decoded.image)
+            for face in decoded.faces:
+                face.identity_crop = identity_crop(decoded.image, face.landmarks, scale)
         # Only the aligned crops go on: a decoded 48-megapixel photo is 144 MB, and up to two
         # chunks of them would otherwise wait in the queue for the writer.
         decoded.image = None
     return decoded
 
 
+# Sampled frames a video's faces are described in at once (one ONNX run for many faces).
+VIDEO_BATCH = 32
+
+
 def find_faces_in_video(pipeline, item: tuple[Path, int, float], frame_rate: float | None) -> Decoded:
+    """The faces of a video's sampled frames, each with its time and identity descriptor (a face is
+    followed from frame to frame only while it stays the same person). Frames are detected on
+    every core: one video is one item of the engine, and would otherwise keep one core busy."""
+    import os
+
     from fecsearch.faces.images import file_sha256
     from fecsearch.faces.video import Sampling, sample_frames
     from fecsearch.models.identity import identity_crop
@@ -80,18 +99,35 @@ def find_faces_in_video(pipeline, item: tuple[Path, int, float], frame_rate: flo
         return Decoded(path, size, mtime, error=f"{path}: videos are not indexed {why}; index its folder with "
                                                 f"`fecsearch index` (thread engine, photos)")
     sampling = Sampling()
-    faces, times, width, height = [], [], None, None
+    faces, times, size_seen, waiting = [], [], [None, None], []
+
+    def detect(sample):
+        t, frame = sample
+        size_seen[:] = frame.size
+        found = pipeline.find_faces([frame])[0]
+        for face in found:
+            face.time, face.identity_crop = t, identity_crop(frame, face.landmarks)
+        return t, found
+
+    def describe(batch):
+        for face, identity in zip(batch, pipeline.identity_network().describe([f.identity_crop for f in batch])):
+            face.identity, face.identity_crop = identity, None
+
     try:
         sha256 = file_sha256(path)
-        for t, frame in sample_frames(path, frame_rate, sampling):
-            width, height = frame.size
-            times.append(t)
-            found = pipeline.find_faces([frame])[0]
-            # who each face is: a face is followed from frame to frame only while it stays the same person
-            identities = pipeline.identity_network().describe([identity_crop(frame, f.landmarks) for f in found])
-            for face, identity in zip(found, identities):
-                face.time, face.identity = t, identity
-                faces.append(face)
+        with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
+            described = []  # batches described in the pool, while frames keep coming
+            for t, found in decode_ahead(pool, sample_frames(path, frame_rate, sampling), 4, detect):
+                times.append(t)
+                faces += found
+                waiting += found
+                if len(waiting) >= VIDEO_BATCH:
+                    described.append(pool.submit(describe, waiting))
+                    waiting = []
+            described.append(pool.submit(describe, waiting))
+            for batch in described:
+                batch.result()
+        width, height = size_seen
     except BadImage as err:
         return Decoded(path, size, mtime, error=str(err))
     except OSError as err:
@@ -108,6 +144,10 @@ def embed_chunk(pipeline, items: list[Decoded]) -> list[Decoded]:
         for d, faces in zip(good, pipeline.find_faces([d.image for d in good])):
             d.faces, d.image = faces, None
     vectors = pipeline.embed([f for d in good for f in d.faces])
+    waiting = [f for d in good for f in d.faces if getattr(f, "identity_crop", None) is not None]
+    if waiting:
+        for face, identity in zip(waiting, pipeline.identity_network().describe([f.identity_crop for f in waiting])):
+            face.identity, face.identity_crop = identity, None
     start = 0
     for d in good:
         d.vectors = vectors[start:start + len(d.faces)]
@@ -178,7 +218,7 @@ class ThreadEngine:
         with ThreadPoolExecutor(self.workers) as pool, torch_threads(None if job.cropped else 1):
             chunk: list[Decoded] = []
             for item in decode_ahead(pool, items, 2 * chunk_size,
-                                     lambda item: find_faces_of(pipeline, item, job.frame_rate)):
+                                     lambda item: find_faces_of(pipeline, item, job.frame_rate, job.identities)):
                 chunk.append(item)
                 if len(chunk) == chunk_size:
                     yield embed_chunk(pipeline, chunk)
