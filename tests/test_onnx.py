@@ -118,7 +118,8 @@ def torch_free_site(tmp_path_factory) -> Path:
     import sysconfig
 
     site = tmp_path_factory.mktemp("site-packages")
-    left_out = ("torch", "torchvision", "facenet_pytorch", "facenet-pytorch", "nvidia", "triton", "fecsearch")
+    # what `pip install fecsearch` leaves out: the torch extra, and the video extra (PyAV)
+    left_out = ("torch", "torchvision", "facenet_pytorch", "facenet-pytorch", "nvidia", "triton", "fecsearch", "av")
     for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
         if not entry.name.lower().replace("-", "_").startswith(tuple(n.replace("-", "_") for n in left_out)):
             (site / entry.name).symlink_to(entry)
@@ -128,12 +129,19 @@ def torch_free_site(tmp_path_factory) -> Path:
 
 
 def test_index_query_and_summary_need_no_torch(few_photos, tmp_path, torch_free_site, ferplus_valid):
+    sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+    from make_video import SEGMENTS, make_video
+
     def without(*args):
         return without_torch(*args, site=torch_free_site)
 
+    make_video(few_photos / "clip.mp4", SEGMENTS[:1], damage=False)
     done = without("index", few_photos, "--index", tmp_path / "idx", "--quiet", "--json")
     assert done.returncode == 0, done.stderr
     assert '"faces_added": 0' not in done.stdout
+    # without the video extra, a video is skipped with the way to get it
+    assert f"{few_photos / 'clip.mp4'}: videos need PyAV, which is not installed here: " \
+           f"pip install 'fecsearch[video]'" in done.stdout
     new = tmp_path / "new.jpg"  # not in the index: detected, aligned and embedded again
     new.write_bytes(next(few_photos.glob("*.jpg")).read_bytes())
     done = without("query", new, "--index", tmp_path / "idx", "--json", "--other-people")

@@ -31,9 +31,18 @@ class Sampling:
     duration: float = 0.0  # seconds, as far as frames were decoded
 
 
-def _open(path: Path):
-    import av
+def _av(path: Path):
+    """PyAV, or BadImage saying how to install it (videos are an extra: it weighs 100 MB)."""
+    try:
+        import av
+    except ModuleNotFoundError:
+        raise BadImage(f"{path}: videos need PyAV, which is not installed here: pip install 'fecsearch[video]'") \
+            from None
+    return av
 
+
+def _open(path: Path):
+    av = _av(path)
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError, ValueError) as err:
@@ -51,9 +60,8 @@ def _reason(err: Exception) -> str:
 def sample_frames(path: str | os.PathLike, rate: float = DEFAULT_FRAME_RATE,
                   sampling: Sampling | None = None) -> Iterator[tuple[float, Image.Image]]:
     """(time in seconds, RGB frame) every 1/rate seconds: the first frame at or after each step."""
-    import av
-
     path = Path(path)
+    av = _av(path)
     sampling = sampling if sampling is not None else Sampling()
     step, due = 1.0 / rate, 0.0
     container = _open(path)
@@ -92,9 +100,8 @@ def sample_frames(path: str | os.PathLike, rate: float = DEFAULT_FRAME_RATE,
 
 def load_frame(path: str | os.PathLike, time: float) -> Image.Image:
     """The frame shown at `time` seconds (the first at or after it), as RGB."""
-    import av
-
     path = Path(path)
+    av = _av(path)
     container = _open(path)
     try:
         stream = container.streams.video[0]
