@@ -20,7 +20,7 @@ def main():
     fecsearch index ./photos               embed every face of a folder
     fecsearch query face.jpg -k 10         the 10 faces whose expression is nearest
     fecsearch people                       who is in the pictures
-    fecsearch moments talk.mp4 --like x.jpg  when a video shows this expression
+    fecsearch moments v.mp4 --like f.jpg   when in a video a face looks like this
     fecsearch info                         what an index holds
     fecsearch models                       the models available
     """
