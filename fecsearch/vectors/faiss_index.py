@@ -40,6 +40,13 @@ def choose_index_type(n: int) -> str:
     return "ivf" if n >= APPROXIMATE_FROM else "flat"
 
 
+def nprobe_for(kind: str) -> int:
+    """Lists searched per query. 64 keeps float lists at recall@10 >= 0.95 even on structureless
+    data (tests/test_vector_index.py); the 8-bit lists, used from 20M, need 128: at 20M, 0.920 with
+    64 and 0.957 with 128; at 100M, 0.902 and 0.951 (benchmarks/bench_faiss_ondisk.py)."""
+    return 128 if kind == "ivf-sq8" else 64
+
+
 def ivf_lists(n: int) -> int:
     """About 4 * sqrt(n) lists, FAISS's usual advice, and at least 39 training points per list."""
     return int(max(1, min(4 * np.sqrt(n), n // 39)))
@@ -67,7 +74,7 @@ def build_faiss(vectors: np.ndarray, ids: np.ndarray, kind: str, lists: int | No
         # k-means needs ~39 points per list; 64 per list is plenty and keeps training short at 10M.
         sample = vectors[np.random.default_rng(0).choice(len(vectors), min(len(vectors), 64 * lists), replace=False)]
         base.train(np.ascontiguousarray(sample, np.float32))
-        base.nprobe = 64  # recall@10 >= 0.95 even on structureless data (tests/test_vector_index.py)
+        base.nprobe = nprobe_for(kind)
         # IVF lists hold the face ids themselves. An IndexIDMap around them would map positions, and
         # positions shift when faces are removed from a flat index but not from inverted lists.
         if len(ids):
