@@ -201,3 +201,32 @@ def test_query_by_new_image_with_other_people(photos_index, photos, tmp_path):
     assert own.isdisjoint(r.face_id for r in results) and len(results) == 10
     angelina = {index.store.face_people()[stored.face_id]}
     assert all(index.store.face_people().get(r.face_id) not in angelina for r in results)
+
+
+def test_many_groups_are_clustered_by_their_own_graph(monkeypatch):
+    """Past LINKAGE_GROUPS groups, stage 2 clusters the groups' k-NN graph instead of holding a
+    matrix of them: on well-separated people both ways find the same people."""
+    import faiss
+
+    from fecsearch.people import cluster
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(40, 1024)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    who = np.repeat(np.arange(40), 6)
+    # two looks per person, each a group of its own in stage 1, joined again in stage 2
+    looks = rng.normal(size=(80, 1024)).astype(np.float32) * 0.02
+    faces = centres[who] + looks[who * 2 + np.arange(len(who)) % 2] + rng.normal(size=(240, 1024)).astype(
+        np.float32) * 0.004
+    faces /= np.linalg.norm(faces, axis=1, keepdims=True)
+    index = faiss.IndexFlatIP(1024)
+    index.add(faces)
+    graph = index.search(faces, cluster.NEIGHBOURS)
+    by_matrix = cluster.cluster_descriptors(faces, graph, group_threshold=0.97)
+    monkeypatch.setattr(cluster, "LINKAGE_GROUPS", 10)
+    by_graph = cluster.cluster_descriptors(faces, graph, group_threshold=0.97)
+    groups = cluster.chinese_whispers(*graph, threshold=0.97).max() + 1
+    assert groups > 40  # stage 1 split people: stage 2 had work to do
+    for labels in (by_matrix, by_graph):
+        assert len(set(labels.tolist())) == 40
+        assert all(len(set(labels[who == p].tolist())) == 1 for p in range(40))

@@ -9,8 +9,9 @@ Two stages, both with thresholds on the cosine of descriptors:
      they would with single linkage or connected components.
 Neither needs a number of people. On CK+48 (981 faces, 118 subjects) this finds 139 people of
 purity 0.93 (adjusted Rand index 0.87), as good as average linkage over all pairs of faces (147,
-0.95, 0.86) at a fraction of its memory: stage 2 holds a matrix of groups, not of faces.
-`benchmarks/people_thresholds.py` measures it (benchmarks/RESULTS.md).
+0.95, 0.86) at a fraction of its memory: stage 2 holds a matrix of groups, not of faces, and past
+LINKAGE_GROUPS groups clusters their k-NN graph instead. `benchmarks/people_thresholds.py`
+measures accuracy, `benchmarks/bench_people_scale.py` cost (benchmarks/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ SAME_PERSON = 0.65
 # pairs are above it, 4% of different-subject pairs; the photos' labelled pairs: all, and 5%).
 SAME_PERSON_LOOSE = 0.55
 NEIGHBOURS = 10
+# Stage 2's average linkage holds a matrix of groups: 8,000 groups take 256 MB.
+LINKAGE_GROUPS = 8000
 
 
 class IdentityIndex:
@@ -110,8 +113,12 @@ class PeopleSummary:
 
 def cluster_descriptors(descriptors: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray],
                         threshold: float = SAME_PERSON, group_threshold: float = GROUP_THRESHOLD) -> np.ndarray:
-    """Cluster labels [n] of unit descriptors, given their k-NN graph (IdentityIndex.neighbours)."""
+    """Cluster labels [n] of unit descriptors, given their k-NN graph (IdentityIndex.neighbours).
+
+    Stage 2 holds the groups' pairwise distances (8 bytes a pair): up to LINKAGE_GROUPS groups.
+    Past that, the groups' own k-NN graph is clustered the way stage 1 clusters faces."""
     from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import pdist
 
     groups = chinese_whispers(*neighbours, threshold=group_threshold)
     count = groups.max() + 1
@@ -120,9 +127,16 @@ def cluster_descriptors(descriptors: np.ndarray, neighbours: tuple[np.ndarray, n
     sums = np.zeros((count, descriptors.shape[1]), np.float64)
     np.add.at(sums, groups, descriptors)
     directions = sums / np.linalg.norm(sums, axis=1, keepdims=True)
-    distance = np.clip(1.0 - directions @ directions.T, 0.0, 2.0)[np.triu_indices(count, 1)]
-    people = fcluster(linkage(distance, "average"), 1.0 - threshold, "distance")
-    return people[groups] - 1
+    if count <= LINKAGE_GROUPS:
+        people = fcluster(linkage(pdist(directions, "cosine"), "average"), 1.0 - threshold, "distance") - 1
+    else:
+        import faiss
+
+        index = faiss.IndexFlatIP(directions.shape[1])
+        index.add(np.ascontiguousarray(directions, np.float32))
+        sims, found = index.search(np.ascontiguousarray(directions, np.float32), min(NEIGHBOURS, count))
+        people = chinese_whispers(sims, found, threshold=threshold)
+    return people[groups]
 
 
 def find_people(store, threshold: float = SAME_PERSON, min_faces: int = 2) -> PeopleSummary:
