@@ -94,6 +94,8 @@ def test_moments_lists_when_an_expression_happens(video_index, tmp_path):
     missing = run_cli("moments", DATA / "photos" / "img1.jpg", "--like", DATA / segments[1]["file"], "--index", index,
                       ok=False)
     assert missing.exit_code != 0 and "not in" in missing.output
+    by_video = run_cli("query", folder / "clip.mp4", "--index", index, ok=False)
+    assert by_video.exit_code != 0 and "a video, not a picture; `fecsearch moments" in by_video.output
 
 
 def test_sheets_show_the_frame_of_the_face(video_index):

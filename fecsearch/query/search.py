@@ -136,6 +136,11 @@ class Searcher:
 
         A file the index holds, unchanged since it was indexed, is not detected again: its stored
         faces answer, so the photo finds its own face at distance 0 (QueryFace.face_id says which)."""
+        from fecsearch.faces.video import is_video
+
+        if is_video(image_path):
+            raise LookupError(f"{image_path}: a video, not a picture; `fecsearch moments {image_path} --like "
+                              f"IMAGE` searches within it")
         if not cropped and self.detector_config is None:
             stored = self._stored_faces(image_path)
             if stored:
