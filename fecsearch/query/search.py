@@ -215,13 +215,7 @@ class Searcher:
             face_ids = theirs if face_ids is None else face_ids & theirs
         if exclude is not None:
             face_ids -= set(int(i) for i in exclude)
-        face_ids = sorted(face_ids)
-        rows = self.store.faces_by_id(face_ids)
-        face_ids = [i for i in face_ids if i in rows]
-        vectors = np.stack([np.frombuffer(rows[i]["embedding"], np.float32) for i in face_ids]) if face_ids else \
-            np.zeros((0, len(vector)), np.float32)
-        hits = self.index.search_among(vector, k, np.array(face_ids, np.int64), vectors)
-        return [Result.of_row(n, h.distance, rows[h.face_id]) for n, h in enumerate(hits, 1)]
+        return nearest_among(self.index, self.store, vector, k, face_ids)
 
     def faces_of_file(self, path: str | Path) -> list[int]:
         """The ids of the faces the index holds for one file (a photo, or every kept face of a video)."""
@@ -339,3 +333,15 @@ def nearest_faces(index: VectorIndex, store: FaceStore, vector: np.ndarray, k: i
             continue
         results.append(Result.of_row(len(results) + 1, hit.distance, row))
     return results
+
+
+def nearest_among(index: VectorIndex, store: FaceStore, vector: np.ndarray, k: int, face_ids) -> list[Result]:
+    """The k nearest of the given faces, searched exactly over their stored vectors (one person's
+    faces, one video's): an IVF index could miss some of a few."""
+    face_ids = sorted(int(i) for i in face_ids)
+    rows = store.faces_by_id(face_ids)
+    face_ids = [i for i in face_ids if i in rows]
+    vectors = (np.stack([np.frombuffer(rows[i]["embedding"], np.float32) for i in face_ids]) if face_ids
+               else np.zeros((0, len(vector)), np.float32))
+    hits = index.search_among(vector, k, np.array(face_ids, np.int64), vectors)
+    return [Result.of_row(n, h.distance, rows[h.face_id]) for n, h in enumerate(hits, 1)]

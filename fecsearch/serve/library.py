@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from fecsearch.faces.align import largest_face
 from fecsearch.faces.detect import DetectorConfig
 from fecsearch.faces.images import BadImage, decode_image, original_size
-from fecsearch.query.search import Result, Searcher, nearest_faces
+from fecsearch.query.search import Searcher, nearest_among, nearest_faces
 from fecsearch.query.sheets import face_thumbnail
 from fecsearch.store.database import FaceStore
 from fecsearch.vectors.faiss_index import VectorIndex, index_report
@@ -82,12 +82,7 @@ class Library:
             found = store.find_person(person)
             if found is None:
                 raise HTTPException(404, f"no person '{person}' in this index (GET /api/people lists them)")
-            face_ids = store.person_faces(found["id"])
-            rows = store.faces_by_id(face_ids)
-            face_ids = [i for i in face_ids if i in rows]
-            vectors = np.stack([np.frombuffer(rows[i]["embedding"], np.float32) for i in face_ids])
-            hits = self.vectors().search_among(vector, k, np.array(face_ids, np.int64), vectors)
-            results = [Result.of_row(n, h.distance, rows[h.face_id]) for n, h in enumerate(hits, 1)]
+            results = nearest_among(self.vectors(), store, vector, k, store.person_faces(found["id"]))
         else:
             results = nearest_faces(self.vectors(), self.store(), vector, k)
         return [dict(r.to_dict(), path=self.public_path(r.path), thumbnail=f"/api/faces/{r.face_id}/thumbnail")
