@@ -109,10 +109,6 @@ def find_faces_in_video(pipeline, item: tuple[Path, int, float], frame_rate: flo
             face.time, face.identity_crop = t, identity_crop(frame, face.landmarks)
         return t, found
 
-    def describe(batch):
-        for face, identity in zip(batch, pipeline.identity_network().describe([f.identity_crop for f in batch])):
-            face.identity, face.identity_crop = identity, None
-
     try:
         sha256 = file_sha256(path)
         with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
@@ -122,9 +118,9 @@ def find_faces_in_video(pipeline, item: tuple[Path, int, float], frame_rate: flo
                 faces += found
                 waiting += found
                 if len(waiting) >= VIDEO_BATCH:
-                    described.append(pool.submit(describe, waiting))
+                    described.append(pool.submit(describe_faces, pipeline, waiting))
                     waiting = []
-            described.append(pool.submit(describe, waiting))
+            described.append(pool.submit(describe_faces, pipeline, waiting))
             for batch in described:
                 batch.result()
         width, height = size_seen
@@ -137,6 +133,14 @@ def find_faces_in_video(pipeline, item: tuple[Path, int, float], frame_rate: flo
     return Decoded(path, size, mtime, sha256, faces=faces, width=width, height=height, times=times, warning=warning)
 
 
+def describe_faces(pipeline, faces: list) -> None:
+    """Give faces cropped for it (FoundFace.identity_crop) their identity descriptor, in one batch."""
+    if not faces:
+        return
+    for face, identity in zip(faces, pipeline.identity_network().describe([f.identity_crop for f in faces])):
+        face.identity, face.identity_crop = identity, None
+
+
 def embed_chunk(pipeline, items: list[Decoded]) -> list[Decoded]:
     """Embed the faces of a chunk of decoded images in batches (crops: each image is its face)."""
     good = [d for d in items if d.error is None]
@@ -144,10 +148,7 @@ def embed_chunk(pipeline, items: list[Decoded]) -> list[Decoded]:
         for d, faces in zip(good, pipeline.find_faces([d.image for d in good])):
             d.faces, d.image = faces, None
     vectors = pipeline.embed([f for d in good for f in d.faces])
-    waiting = [f for d in good for f in d.faces if getattr(f, "identity_crop", None) is not None]
-    if waiting:
-        for face, identity in zip(waiting, pipeline.identity_network().describe([f.identity_crop for f in waiting])):
-            face.identity, face.identity_crop = identity, None
+    describe_faces(pipeline, [f for d in good for f in d.faces if f.identity_crop is not None])
     start = 0
     for d in good:
         d.vectors = vectors[start:start + len(d.faces)]

@@ -32,6 +32,7 @@ import numpy as np
 
 from fecsearch.store import DB_NAME, import_sqlite_utils
 from fecsearch.store.identities import IDENTITY_TABLES, IdentityTables
+from fecsearch.store.integrity import IntegrityChecks
 
 sqlite_utils = import_sqlite_utils()
 
@@ -101,7 +102,7 @@ class FaceRecord:
     identity: np.ndarray | None = None  # videos: described while indexing (they are followed by it)
 
 
-class FaceStore(IdentityTables):
+class FaceStore(IdentityTables, IntegrityChecks):
     def __init__(self, index_dir: str | os.PathLike, create: bool = True, readonly: bool = False):
         self.dir = Path(index_dir)
         path = self.dir / DB_NAME
@@ -417,33 +418,6 @@ class FaceStore(IdentityTables):
 
     def labels(self) -> dict[int, str]:
         return dict(self.db.execute("select face_id, label from labels").fetchall())
-
-    def check(self) -> dict:
-        """SQLite's integrity check and every embedding's size and values: what is damaged."""
-        try:
-            integrity = [row[0] for row in self.db.execute("pragma integrity_check")]
-        except sqlite3.DatabaseError as err:
-            integrity = [str(err)]
-        invalid = self.invalid_faces()
-        return {"integrity": integrity[:20], "ok": integrity == ["ok"] and not invalid, "invalid_faces": invalid}
-
-    def malformed_faces(self) -> list[int]:
-        """Images with a face whose embedding is missing or of the wrong size: one SQL scan, cheap
-        enough for the start of every `index` run (which embeds them again)."""
-        dim = int(self.meta("dim", "0") or 0)
-        rows = self.db.execute("select distinct image_id from faces where embedding is null "
-                               "or typeof(embedding) != 'blob' or length(embedding) != ?", [4 * dim])
-        return [image_id for (image_id,) in rows]
-
-    def invalid_faces(self) -> list[dict]:
-        """Faces whose embedding is missing, of the wrong size, or not finite."""
-        dim = int(self.meta("dim", "0") or 0)
-        bad = []
-        for face_id, image_id, blob in self.db.execute("select id, image_id, embedding from faces"):
-            ok = isinstance(blob, bytes) and len(blob) == 4 * dim and np.isfinite(np.frombuffer(blob, np.float32)).all()
-            if not ok:
-                bad.append({"face_id": face_id, "image_id": image_id})
-        return bad
 
     def skipped_images(self) -> list[dict]:
         return list(self.db.query("select path, error from images where status = 'skipped' order by path"))
