@@ -16,7 +16,7 @@ import time
 import faiss
 import numpy as np
 
-from fecsearch.vectors.faiss_index import build_faiss
+from fecsearch.vectors.kinds import build_faiss
 
 
 def synthetic(n: int, dim: int, seed: int) -> np.ndarray:

@@ -6,7 +6,7 @@ For each size: a store of synthetic 16-d unit vectors (one face per image) is in
 adds `added` x N faces and removes `removed` x N images; the time to bring faces.faiss up to date
 (VectorIndex.open: read the file, apply the changes, save) is measured beside a full rebuild from
 the database (VectorIndex.open(force_rebuild=True)) of the same state, in the same process.
-Sizes from 1M faces use IVF lists (vectors.faiss_index.APPROXIMATE_FROM).
+Sizes from 1M faces use IVF lists (vectors.kinds.APPROXIMATE_FROM).
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ import time
 import numpy as np
 
 from fecsearch.store.database import FaceRecord, FaceStore
-from fecsearch.vectors.faiss_index import VectorIndex, build_faiss
+from fecsearch.vectors.faiss_index import VectorIndex
+from fecsearch.vectors.kinds import build_faiss
 
 
 def unit(n: int, rng) -> np.ndarray:

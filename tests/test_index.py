@@ -219,3 +219,35 @@ def test_one_query_answers_several_images_and_folders(photos_index, photos, tmp_
         assert a["results"] == alone["results"]
     assert "broken.jpg" in result.stderr and "2 of 3 images answered; 1 skipped" in result.stderr
     assert (tmp_path / "sheet-1.jpg").exists() and (tmp_path / "sheet-2.jpg").exists()
+
+
+def test_index_keeps_lists_on_disk_when_asked_and_answers_like_an_exact_index(tmp_path, ferplus_valid):
+    """`index --index-type ivf-sq8-disk`: lists built on disk, kept by later runs (which add beside
+    them), and queries find what an exact index of the same faces finds."""
+    folder = copy_crops(ferplus_valid, tmp_path / "faces", 1500, link=True)
+    later = sorted(folder.glob("*.png"))[1200:]
+    for path in later:
+        path.rename(tmp_path / path.name)
+    disk, exact = tmp_path / "disk", tmp_path / "exact"
+    first = json.loads(run_cli("index", folder, "--index", disk, "--cropped", "--index-type", "ivf-sq8-disk",
+                               "--quiet", "--json").stdout)
+    assert (first["index_type"], first["index_update"], first["faces_total"]) == ("ivf-sq8-disk", "rebuilt", 1200)
+    for path in later:
+        (tmp_path / path.name).rename(path)
+    second = json.loads(run_cli("index", folder, "--index", disk, "--cropped", "--quiet", "--json").stdout)
+    assert (second["index_type"], second["index_update"], second["faces_total"]) == ("ivf-sq8-disk", "updated", 1500)
+    assert len(list(disk.glob("faces.ivf-*/lists.ivfdata"))) == 1 and not (disk / "faces.faiss").exists()
+    run_cli("index", folder, "--index", exact, "--cropped", "--quiet")
+    info = json.loads(run_cli("info", "--index", disk, "--json").stdout)
+    assert info["index_type"] == "ivf-sq8-disk" and info["searchable_faces"] == 1500
+    overlap = []
+    for face_id in (1, 700, 1300, 1499):  # faces in the lists and faces added beside them
+        a = json.loads(run_cli("query", "--id", face_id, "--index", disk, "-k", 10, "--json").stdout)
+        b = json.loads(run_cli("query", "--id", face_id, "--index", exact, "-k", 10, "--json").stdout)
+        paths = [[r["path"] for r in answer["results"]] for answer in (a, b)]
+        overlap.append(len(set(paths[0]) & set(paths[1])) / 10)
+    assert np.mean(overlap) >= 0.9
+    # in a process of its own: nothing FAISS prints when it maps the lists reaches --json's stdout
+    alone = subprocess.run([sys.executable, "-m", "fecsearch", "query", "--id", "3", "--index", str(disk), "--json"],
+                           capture_output=True, text=True, check=True, cwd=ROOT)
+    assert json.loads(alone.stdout)["results"]

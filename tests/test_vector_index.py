@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import fecsearch.vectors.faiss_index as vi
+import fecsearch.vectors.kinds as kinds
 from fecsearch.store.database import FaceRecord, FaceStore
 
 
@@ -30,7 +31,7 @@ def test_store_switches_to_approximate_index(tmp_path, monkeypatch):
                "status": "ok", "error": None} for i in range(len(vectors))]
     faces = [[FaceRecord(0, 0, (0, 0, 1, 1), 1.0, None, v)] for v in vectors]
     store.write_batch(images, faces, "test", store.start_run("test", "/x", "test"))
-    monkeypatch.setattr(vi, "APPROXIMATE_FROM", 1000)
+    monkeypatch.setattr(kinds, "APPROXIMATE_FROM", 1000)
     index = vi.VectorIndex.open(store)
     assert index.kind == "ivf" and len(index) == 3000
     hits = index.search(vectors[5], 3)
@@ -77,7 +78,7 @@ def test_faiss_follows_additions_and_removals_without_rebuilding(tmp_path, dista
 
 
 def test_ivf_is_retrained_after_growing_several_fold(tmp_path, monkeypatch):
-    monkeypatch.setattr(vi, "APPROXIMATE_FROM", 1000)
+    monkeypatch.setattr(kinds, "APPROXIMATE_FROM", 1000)
     store = FaceStore(tmp_path)
     store.bind_model("test", 16, "l2", "0" * 64)
     add_images(store, range(2000), unit(2000, 8))
@@ -117,8 +118,8 @@ def test_a_file_ahead_of_the_database_is_rebuilt(tmp_path):
 
 
 def test_large_collections_get_compressed_lists_that_still_follow_changes(tmp_path, monkeypatch):
-    monkeypatch.setattr(vi, "APPROXIMATE_FROM", 500)
-    monkeypatch.setattr(vi, "COMPRESS_FROM", 1500)
+    monkeypatch.setattr(kinds, "APPROXIMATE_FROM", 500)
+    monkeypatch.setattr(kinds, "COMPRESS_FROM", 1500)
     store = FaceStore(tmp_path)
     store.bind_model("test", 16, "l2", "0" * 64)
     add_images(store, range(3000), unit(3000, 14))
@@ -162,3 +163,72 @@ def test_ivf_lists_built_in_shards_merge_on_disk_and_search_mapped(tmp_path):
     assert mapped.ntotal == len(x)
     assert np.array_equal(mapped.search(queries, 10)[1], whole.search(queries, 10)[1])
     assert (tmp_path / "moved" / "lists.ivfdata").stat().st_size >= len(x) * (16 + 8)
+
+
+def recall_at_10(index, store, queries):
+    ids, vectors = store.embeddings()
+    truth = vi.build_faiss(vectors, ids, "flat").search(queries, 10)[1]
+    found = [[h.face_id for h in index.search(q, 10)] for q in queries]
+    return np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)])
+
+
+@pytest.mark.parametrize("distance", ["l2", "cosine"])
+def test_lists_on_disk_follow_changes_beside_them_then_are_built_again(tmp_path, monkeypatch, distance):
+    """An index whose lists live on disk: built from the database in shards, never edited; what
+    changes after is searched beside them (removed faces never come back, added ones are found)
+    until the changes pass DELTA_LIMIT, when the lists are built again with the same training."""
+    import fecsearch.vectors.ondisk as ondisk
+
+    monkeypatch.setattr(ondisk, "SHARD_ROWS", 700)  # several shards, merged
+    store = FaceStore(tmp_path)
+    store.bind_model("test", 16, distance, "0" * 64)
+    store.set_meta("index_type", "ivf-sq8-disk")
+    add_images(store, range(3000), unit(3000, 20))
+    first = vi.VectorIndex.open(store)
+    folder = tmp_path / f"faces.ivf-{store.generation}"
+    assert (first.kind, first.how, len(first)) == ("ivf-sq8-disk", "rebuilt", 3000)
+    assert (folder / "lists.ivfdata").stat().st_size >= 3000 * 24 and not (tmp_path / "faces.faiss").exists()
+    assert recall_at_10(first, store, unit(40, 21)) >= 0.95
+
+    new_vectors = unit(400, 22)
+    add_images(store, range(3000, 3400), new_vectors)
+    gone = image_ids(store, list(range(0, 3400, 9)))
+    gone_faces = {r[0] for r in store.db.execute(
+        f"select id from faces where image_id in ({','.join('?' * len(gone))})", gone)}
+    store.remove_images(gone)
+    grown = vi.VectorIndex.open(store)
+    assert (grown.kind, grown.how, len(grown)) == ("ivf-sq8-disk", "updated", store.face_count())
+    assert folder.exists() and grown.index.folder == folder  # the lists were not touched
+    assert recall_at_10(grown, store, unit(40, 23)) >= 0.95
+    for i in (1, 50, 399):  # a face added since is its own nearest, unless it was removed again
+        hit = grown.search(new_vectors[i], 1)[0]
+        assert hit.distance < 1e-3 or (3000 + i) % 9 == 0
+    returned = {h.face_id for q in unit(200, 24) for h in grown.search(q, 10)}
+    assert not returned & gone_faces
+    exclude = [h.face_id for h in grown.search(new_vectors[1], 3)]
+    assert not set(exclude) & {h.face_id for h in grown.search(new_vectors[1], 10, exclude=exclude)}
+
+    monkeypatch.setattr(vi, "DELTA_LIMIT", 100)
+    reader = vi.VectorIndex.open(store, save=False)  # a server never writes: it keeps the changes beside
+    assert reader.how == "updated" and reader.index.folder == folder
+    rebuilt = vi.VectorIndex.open(store)
+    assert (rebuilt.how, rebuilt.trained_on, len(rebuilt)) == ("rebuilt", 3000, store.face_count())
+    assert not folder.exists() and rebuilt.index.folder.name == f"faces.ivf-{store.generation}"
+    assert rebuilt.index.changes == 0 and recall_at_10(rebuilt, store, unit(40, 25)) >= 0.95
+    assert vi.VectorIndex.open(store).how == "loaded"
+
+    store.set_meta("index_type", "auto")  # asked back to the default: a flat index, lists removed
+    flat = vi.VectorIndex.open(store)
+    assert (flat.kind, flat.how) == ("flat", "rebuilt") and not list(tmp_path.glob("faces.ivf-*"))
+
+
+def test_lists_on_disk_are_trained_again_after_growing_several_fold(tmp_path):
+    store = FaceStore(tmp_path)
+    store.bind_model("test", 16, "l2", "0" * 64)
+    store.set_meta("index_type", "ivf-sq8-disk")
+    add_images(store, range(1200), unit(1200, 26))
+    assert vi.VectorIndex.open(store).trained_on == 1200
+    add_images(store, range(1200, 6000), unit(4800, 27))
+    retrained = vi.VectorIndex.open(store)
+    assert (retrained.how, retrained.trained_on, len(retrained)) == ("rebuilt", 6000, 6000)
+    assert len(list(tmp_path.glob("faces.ivf-*"))) == 1

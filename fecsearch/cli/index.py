@@ -76,6 +76,11 @@ def models(as_json):
 @click.option("--rebuild-index", is_flag=True,
               help="Build the FAISS index again from the database (retraining IVF lists) instead of adding "
                    "and removing what changed.")
+@click.option("--index-type", type=click.Choice(["auto", "flat", "hnsw", "ivf", "ivf-sq8", "ivf-pq", "ivf-sq8-disk"]),
+              default=None,
+              help="The FAISS index kind, kept by the index from then on. auto (a new index's default): exact up "
+                   "to 1M faces, IVF lists to 20M, 8-bit IVF lists to 50M, then 8-bit lists on disk, mapped "
+                   "for search (ivf-sq8-disk: for collections whose vectors outgrow memory).")
 @click.option("--engine", type=click.Choice(["thread", "ray"]), default="thread", show_default=True,
               help="thread: a thread pool in this process, nothing to start; ray: Ray actors detect and embed "
                    "(a local Ray, or the cluster at --address); needs `pip install 'fecsearch[ray]'`.")
@@ -91,7 +96,7 @@ def models(as_json):
 @detector_options
 @device_option
 def index(folder, index_dir, shards_dir, from_shards, model_name, checkpoint, cropped, workers, chunk_size, mirror,
-          rebuild_index, engine, ray_address, frame_rate, identities, as_json, quiet, min_face, min_prob, thresholds,
+          rebuild_index, index_type, engine, ray_address, frame_rate, identities, as_json, quiet, min_face, min_prob, thresholds,
           canvas, device, runtime):
     """Embed every face of FOLDER (recursively) into an index: photos, and videos, whose faces are
     indexed with their time (one face kept for each run of frames showing the same face with the
@@ -106,7 +111,7 @@ def index(folder, index_dir, shards_dir, from_shards, model_name, checkpoint, cr
       fecsearch index ../shared/data/ferplus/valid --cropped --index indexes/fer-valid
       fecsearch index /mnt/photos --engine ray --address auto
       fecsearch index /mnt/photos --engine ray --address auto --shards /mnt/shards
-      fecsearch index --from-shards /mnt/shards --index indexes/all
+      fecsearch index --from-shards /mnt/shards --index indexes/all --index-type ivf-sq8-disk
     """
     from fecsearch.store.database import DB_NAME
     from fecsearch.store.lock import WriterLock
@@ -125,11 +130,11 @@ def index(folder, index_dir, shards_dir, from_shards, model_name, checkpoint, cr
     # One writer per index: a second run waits here, after saying so, until the first is done.
     with WriterLock(index_dir / (DB_NAME + ".lock"), lambda m: click.echo(m, err=True)):
         if from_shards is not None:
-            return merge(from_shards, index_dir, as_json)
+            return merge(from_shards, index_dir, as_json, index_type)
         run_index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_size, mirror, rebuild_index,
                   as_json, quiet, make_detector_config(min_face, min_prob, thresholds, canvas), device, runtime,
                   make_engine(engine, ray_address, workers), not cropped if identities is None else identities,
-                  frame_rate)
+                  frame_rate, index_type)
 
 
 def write_shards(folder, shards_dir, model_name, checkpoint, cropped, workers, chunk_size, mirror, as_json, quiet,
@@ -154,12 +159,14 @@ def write_shards(folder, shards_dir, model_name, checkpoint, cropped, workers, c
                f"skipped; {summary.seconds:.1f}s")
 
 
-def merge(from_shards, index_dir, as_json):
+def merge(from_shards, index_dir, as_json, index_type=None):
     from fecsearch.ingest.shards import merge_shards
     from fecsearch.store.database import FaceStore, ModelMismatch
     from fecsearch.vectors.faiss_index import VectorIndex
 
     store = FaceStore(index_dir)
+    if index_type:
+        store.set_meta("index_type", index_type)
     try:
         summary = merge_shards(store, from_shards, report=lambda m: click.echo(m, err=True))
         vectors = VectorIndex.open(store, gpu=False)
@@ -189,13 +196,16 @@ def make_engine(name: str, address: str | None, workers: int | None):
 
 
 def run_index(folder, index_dir, model_name, checkpoint, cropped, workers, chunk_size, mirror, rebuild_index, as_json,
-              quiet, detector_config, device, runtime="auto", engine=None, identities=False, frame_rate=2.0):
+              quiet, detector_config, device, runtime="auto", engine=None, identities=False, frame_rate=2.0,
+              index_type=None):
     from fecsearch.ingest.indexer import Indexer
     from fecsearch.models.config import MissingWeights
     from fecsearch.runtime.onnx import RuntimeUnavailable
     from fecsearch.store.database import FaceStore, ModelMismatch
 
     store = FaceStore(index_dir)
+    if index_type:  # the FAISS index follows it from now on (vectors/faiss_index.VectorIndex.open)
+        store.set_meta("index_type", index_type)
     try:
         try:
             indexer = Indexer.for_folder(store, model_name, checkpoint, mirror, cropped=cropped,

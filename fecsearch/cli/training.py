@@ -69,8 +69,11 @@ def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, 
               help="With --trunk-lr: fine-tune only the trunk's last N blocks, above a feature cache (faceres).")
 @click.option("--agreement", type=click.Choice(["strong", "all"]), default="strong", show_default=True,
               help="FEC: keep the triplets at least 2/3 of the raters agree on (the paper's default), or all.")
+@click.option("--teacher", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A classifier checkpoint (`train affnet --soft-labels`): every triplet its predicted vote "
+                   "distributions rank among a batch's faces is added to the loss (distillation).")
 def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs, steps_per_epoch,
-                 triplets_per_type, lr, seed, feature_cache, triplet_source, trunk_lr, agreement, tune_blocks):
+                 triplets_per_type, lr, seed, feature_cache, triplet_source, trunk_lr, agreement, tune_blocks, teacher):
     """FECNet: the embedding head on a frozen trunk, triplet loss of eq. (1) on FER+ vote triplets.
 
     \b
@@ -86,7 +89,7 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs
 
     try:
         run(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs, steps_per_epoch, triplets_per_type, lr,
-            seed, feature_cache, triplet_source, trunk_lr, agreement, tune_blocks, log=click.echo)
+            seed, feature_cache, triplet_source, trunk_lr, agreement, tune_blocks, teacher=teacher, log=click.echo)
     except ValueError as err:
         fail(str(err))
     click.echo(f"wrote {out}")

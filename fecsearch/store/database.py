@@ -25,6 +25,7 @@ import json
 import os
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -324,6 +325,33 @@ class FaceStore(IdentityTables, IntegrityChecks):
             return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
         return np.array(ids, np.int64), np.stack(vectors)
 
+    @contextmanager
+    def read_transaction(self):
+        """Reads inside it see one generation of the database, even while an indexer commits (WAL)."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
+
+    def embedding_chunks(self, rows: int = 1_000_000):
+        """Every face id and embedding in id order, `rows` at a time: for collections whose vectors need
+        not fit in memory at once (the on-disk IVF lists). Inside read_transaction() they all belong to
+        one generation."""
+        dim = int(self.meta("dim", "0") or 0)
+        last = -1
+        while True:
+            page = self.db.execute("select id, embedding from faces where id > ? order by id limit ?",
+                                   [last, rows]).fetchall()
+            if not page:
+                return
+            if any(not isinstance(blob, bytes) or len(blob) != 4 * dim for _, blob in page):
+                raise IndexUnusable(f"{self.dir / DB_NAME}: some faces' embeddings are not {dim} float32 values; "
+                                    f"`fecsearch info --check --index {self.dir}` lists them")
+            last = page[-1][0]
+            yield (np.array([i for i, _ in page], np.int64),
+                   np.frombuffer(b"".join(blob for _, blob in page), np.float32).reshape(len(page), dim))
+
     def snapshot(self) -> tuple[int, np.ndarray, np.ndarray]:
         """The generation and all embeddings, read in one transaction: they always belong together,
         even while an indexer commits chunks."""
@@ -343,8 +371,9 @@ class FaceStore(IdentityTables, IntegrityChecks):
             now, count = self.generation, self.face_count()
             removed = [r[0] for r in self.db.execute(
                 "select face_id from removed_faces where generation > ?", [generation])]
-            added = self.db.execute("select id, embedding from faces where generation > ? order by id",
-                                    [generation]).fetchall()
+            # no ORDER BY: SQLite would walk all faces in id order rather than use the generation index
+            added = sorted(self.db.execute("select id, embedding from faces where generation > ?",
+                                           [generation]).fetchall())
         finally:
             self.db.execute("COMMIT")
         if any(not isinstance(blob, bytes) or len(blob) != 4 * dim for _, blob in added):

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from fecsearch.data.triplets import (MARGINS, TRIPLET_TYPES, Triplet, ferplus_vote_triplets, label_triplets,
                                      validation_triplets)
 from fecsearch.models.checkpoints import save_checkpoint
-from fecsearch.models.config import get_config
+from fecsearch.models.config import get_config, list_models
 from fecsearch.models.network import build_trunk, pretrained_trunk
 from fecsearch.models.registry import create_model
 from fecsearch.train.common import (Checkpointer, Log, TripletFaces, _load_state, augment, cached_features,
@@ -43,6 +43,7 @@ def mined_vote_loss(embeddings: torch.Tensor, votes: torch.Tensor) -> torch.Tens
     A fixed triplet uses three faces' votes once; the vote distributions of a batch's faces rank
     far more triplets, and say by how much. Loss of eq. (1) on squared distances, averaged over
     the triplets still violating their margin ("batch all"). Cost grows with the cube of the faces.
+    `votes` may also be a teacher's predicted distributions (distillation: teacher_distributions).
     """
     d = torch.cdist(embeddings, embeddings).pow(2)
     with torch.no_grad():
@@ -57,6 +58,33 @@ def mined_vote_loss(embeddings: torch.Tensor, votes: torch.Tensor) -> torch.Tens
 
 # Faces of a batch (of 270) the mined loss looks at: 150 make 3.4M triplets, 0.1 s a step here.
 MINED_FACES = 150
+
+
+def teacher_config(checkpoint):
+    """The teacher's stored config; a ValueError, before any training work, when it is no classifier."""
+    from fecsearch.models.config import read_checkpoint_config
+
+    stored = read_checkpoint_config(checkpoint)
+    if stored.family != "affnet":
+        raise ValueError(f"--teacher {checkpoint}: not a classifier checkpoint (its model is '{stored.name}')")
+    return stored
+
+
+def teacher_distributions(checkpoint, faces: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """A classifier's predicted emotion distributions for every face and its mirror image, (2, N, 8):
+    the ten raters' votes as a model trained on thousands of faces expects them, without the noise
+    of which ten people happened to vote."""
+    stored = teacher_config(checkpoint)
+    name = next(n for n in list_models() if get_config(n).family == "affnet" and get_config(n).trunk == stored.trunk
+                and get_config(n).output == "final")
+    teacher = create_model(name, checkpoint).eval()
+    out = torch.empty((2, len(faces), stored.dim))
+    with torch.inference_mode():
+        for i in range(0, len(faces), batch):
+            x = faces[i:i + batch].float()
+            for mirrored in (0, 1):
+                out[mirrored, i:i + len(x)] = torch.softmax(teacher(x.flip(3) if mirrored else x), 1)
+    return out
 
 
 class TripletSampler:
@@ -99,7 +127,8 @@ class TripletSampler:
 def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = "fecnet-lite-16d",
                  epochs: int = 20, steps_per_epoch: int = 300, triplets_per_type: int = 30, lr: float = 5e-4,
                  seed: int = 0, feature_cache: bool = True, triplet_source: str = "votes",
-                 trunk_lr: float = 0.0, agreement: str = "strong", tune_blocks: int = 0, log: Log = print) -> dict:
+                 trunk_lr: float = 0.0, agreement: str = "strong", tune_blocks: int = 0, teacher=None,
+                 log: Log = print) -> dict:
     """FECNet: a frozen trunk and the embedding head trained with the triplet loss on FER+ vote
     triplets, or on FEC's human triplets when train_dir is a `fec download` folder (load_triplet_faces).
 
@@ -109,11 +138,14 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     and each step only runs the head. triplet_source="labels" trains AFFNet-TL instead: the same
     network and loss on triplets made from emotion labels alone. trunk_lr > 0 fine-tunes the trunk
     too, at that learning rate: all of it (no feature cache), or with tune_blocks=N only its last N
-    blocks, above a feature cache of the frozen rest.
+    blocks, above a feature cache of the frozen rest. `teacher`, a classifier checkpoint, adds the
+    mined loss on its predicted distributions of each face as the batch sees it (mirrored or not).
     """
     torch.manual_seed(seed)
     out = Path(out)
     config = get_config(model_name)
+    if teacher is not None:
+        teacher_config(teacher)
     model = create_model(model_name, random_init=True)
     if trunk_checkpoint is not None:
         trunk_state = {k[len("trunk."):]: v for k, v in _load_state(trunk_checkpoint).items()
@@ -166,6 +198,13 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
         if train.labelled is None:
             raise ValueError("--triplets mined needs FER+ vote distributions (a folder with label.csv)")
         votes = torch.from_numpy(train.labelled.votes)
+    teacher_probs = None
+    if teacher is not None:
+        if train.labelled is None:
+            raise ValueError("--teacher needs a FER+ folder (label.csv) to train on")
+        t0 = time.time()
+        teacher_probs = teacher_distributions(teacher, x_train)
+        log(f"teacher's distributions: {tuple(teacher_probs.shape)} in {time.time() - t0:.0f}s")
     generator = torch.Generator().manual_seed(seed)
     for epoch in range(start, epochs):
         generator.manual_seed(seed * 1000 + epoch)
@@ -188,9 +227,10 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
             flat_e = model.head(features)
             e = flat_e.view(len(ids), 3, -1)
             loss = triplet_loss(e[:, 0], e[:, 1], e[:, 2], odd, margin)
-            if triplet_source == "mined":
+            if triplet_source == "mined" or teacher_probs is not None:
                 some = torch.randperm(len(flat), generator=generator)[:MINED_FACES]
-                loss = loss + mined_vote_loss(flat_e[some], votes[flat[some]])
+                target = teacher_probs[flip[some], flat[some]] if teacher_probs is not None else votes[flat[some]]
+                loss = loss + mined_vote_loss(flat_e[some], target)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -207,6 +247,6 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
              "trunk_checkpoint": str(trunk_checkpoint or config.trunk), "epochs": epochs, "steps_per_epoch": steps_per_epoch,
              "triplets_per_type": triplets_per_type, "lr": lr, "seed": seed, "feature_cache": feature_cache,
              "triplet_source": triplet_source, "trunk_lr": trunk_lr, "agreement": agreement,
-             "tune_blocks": tune_blocks}
+             "tune_blocks": tune_blocks, "teacher": str(teacher) if teacher else None}
     save_checkpoint(model, out, final)
     return final

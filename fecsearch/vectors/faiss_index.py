@@ -6,6 +6,12 @@ added (to the trained lists of an IVF index). The index is built again from the 
 when the file is missing, unreadable or from another model, when the collection has outgrown its
 index type, when an IVF index holds REBUILD_GROWTH times the faces it was trained on, or on
 `fecsearch index --rebuild-index`.
+
+The largest collections (vectors.kinds.ONDISK_FROM, or `index --index-type ivf-sq8-disk`) keep
+their lists on disk in `faces.ivf-<generation>/`, which the sidecar names: those lists are never
+edited; the changes since they were built are applied beside them in memory at each open
+(vectors/ondisk.MappedLists) until they number DELTA_LIMIT, when an indexing run builds the lists
+again, reusing their training.
 """
 from __future__ import annotations
 
@@ -17,75 +23,17 @@ import faiss
 import numpy as np
 
 from fecsearch.store.database import FaceStore
+from fecsearch.vectors import ondisk
+from fecsearch.vectors.kinds import ONDISK, build_faiss, choose_index_type
 from fecsearch.vectors.metrics import normalise
 
 FAISS_NAME = "faces.faiss"
 FAISS_INFO = "faces.faiss.json"
 # IVF lists trained on n vectors serve well up to a few times n; past that, train again.
 REBUILD_GROWTH = 4
-
-
-# Past this many faces an inverted-file index answers much faster than exhaustive search at
-# recall@10 near 0.99 for 16-d embeddings (benchmarks/bench_faiss.py; benchmarks/RESULTS.md).
-APPROXIMATE_FROM = 1_000_000
-# Past this many, vectors are stored in IVF lists at one byte a dimension (24 bytes a face with its
-# id, against 72): recall@10 0.965 against 0.982 at 1M, and faster, where product quantisation
-# (16 bytes) falls to 0.85 (benchmarks/bench_faiss.py; benchmarks/RESULTS.md).
-COMPRESS_FROM = 20_000_000
-
-
-def choose_index_type(n: int) -> str:
-    if n >= COMPRESS_FROM:
-        return "ivf-sq8"
-    return "ivf" if n >= APPROXIMATE_FROM else "flat"
-
-
-def nprobe_for(kind: str) -> int:
-    """Lists searched per query. 64 keeps float lists at recall@10 >= 0.95 even on structureless
-    data (tests/test_vector_index.py); the 8-bit lists, used from 20M, need 128: at 20M, 0.920 with
-    64 and 0.957 with 128; at 100M, 0.902 and 0.951 (benchmarks/bench_faiss_ondisk.py)."""
-    return 128 if kind == "ivf-sq8" else 64
-
-
-def ivf_lists(n: int) -> int:
-    """About 4 * sqrt(n) lists, FAISS's usual advice, and at least 39 training points per list."""
-    return int(max(1, min(4 * np.sqrt(n), n // 39)))
-
-
-def build_faiss(vectors: np.ndarray, ids: np.ndarray, kind: str, lists: int | None = None) -> faiss.Index:
-    """An index of `kind` over `vectors` (trained on them, for IVF). `lists`: the IVF list count,
-    by default ivf_lists(len(vectors)); given when `vectors` is a training sample of a larger whole."""
-    dim = vectors.shape[1]
-    if kind == "flat":
-        base = faiss.IndexFlatL2(dim)
-    elif kind == "hnsw":
-        base = faiss.IndexHNSWFlat(dim, 32)
-        base.hnsw.efConstruction = 80
-        base.hnsw.efSearch = 256
-    elif kind in ("ivf", "ivf-sq8", "ivf-pq"):
-        lists = lists or ivf_lists(len(vectors))
-        quantizer = faiss.IndexFlatL2(dim)
-        if kind == "ivf":  # vectors stored whole: 4 bytes a dimension
-            base = faiss.IndexIVFFlat(quantizer, dim, lists)
-        elif kind == "ivf-sq8":  # one byte a dimension
-            base = faiss.IndexIVFScalarQuantizer(quantizer, dim, lists, faiss.ScalarQuantizer.QT_8bit)
-        else:  # product quantisation: 8 sub-vectors of 8 bits, 8 bytes a vector
-            base = faiss.IndexIVFPQ(quantizer, dim, lists, 8, 8)
-        # k-means needs ~39 points per list; 64 per list is plenty and keeps training short at 10M.
-        sample = vectors[np.random.default_rng(0).choice(len(vectors), min(len(vectors), 64 * lists), replace=False)]
-        base.train(np.ascontiguousarray(sample, np.float32))
-        base.nprobe = nprobe_for(kind)
-        # IVF lists hold the face ids themselves. An IndexIDMap around them would map positions, and
-        # positions shift when faces are removed from a flat index but not from inverted lists.
-        if len(ids):
-            base.add_with_ids(np.ascontiguousarray(vectors, np.float32), ids.astype(np.int64))
-        return base
-    else:
-        raise ValueError(f"unknown index type '{kind}'")
-    index = faiss.IndexIDMap2(base)
-    if len(ids):
-        index.add_with_ids(np.ascontiguousarray(vectors, np.float32), ids.astype(np.int64))
-    return index
+# Changes held beside lists on disk before an indexing run builds them again: a million faces are
+# 64 MB and 7 ms of exact search a query (benchmarks/RESULTS.md, "FAISS: search time").
+DELTA_LIMIT = 1_000_000
 
 
 def to_gpu_if_available(index: faiss.Index) -> faiss.Index:
@@ -118,6 +66,7 @@ class VectorIndex:
                  trained_on: int):
         self.store, self.how, self.kind, self.index = store, how, kind, index
         self.generation = generation  # of the database the vectors reflect
+        self.base_generation = generation  # lists on disk: the generation they were built from
         self.trained_on = trained_on  # faces at the last build (IVF lists were trained on them)
         self.distance = store.meta("distance", "l2")
 
@@ -128,29 +77,47 @@ class VectorIndex:
     @classmethod
     def open(cls, store: FaceStore, force_rebuild: bool = False, gpu: bool = True, save: bool = True) -> "VectorIndex":
         """save=False keeps what it builds or updates in memory: for readers (a server) that must not
-        race the indexer's writes."""
+        race the indexer's writes. (Lists on disk are the exception: a reader that finds none, or
+        none it can use, builds them in memory as IVF-SQ8 instead.)"""
         path, info_path = store.dir / FAISS_NAME, store.dir / FAISS_INFO
-        loaded = None
-        if not force_rebuild and path.exists() and info_path.exists():
+        wanted = store.meta("index_type", "auto") or "auto"
+        loaded, info = None, {}
+        if not force_rebuild and info_path.exists():
             try:
                 info = json.loads(info_path.read_text())
                 # The vectors must be this model's, not merely as many as the database holds.
                 if info.get("model") == store_identity(store) and "trained_on" in info:
-                    index = faiss.read_index(str(path))
-                    if index.d == int(store.meta("dim", "0") or 0):
+                    if info["kind"] == ONDISK:
+                        index = ondisk.MappedLists(store.dir / info["lists"], info["max_id"])
+                    elif path.exists():
+                        index = faiss.read_index(str(path))
+                    else:
+                        index = None
+                    if index is not None and index.d == int(store.meta("dim", "0") or 0):
                         loaded = cls(store, "loaded", info["kind"], index, info["generation"], info["trained_on"])
             except Exception:  # unreadable or truncated: the database has everything to rebuild it
                 loaded = None
-        if loaded is not None and loaded.catch_up():
-            if loaded.how == "updated" and save:
+        if loaded is not None and loaded.catch_up(wanted, rebuild_allowed=save):
+            if loaded.how == "updated" and save and loaded.kind != ONDISK:
                 loaded.save()
-            if gpu:
+            if gpu and loaded.kind != ONDISK:
                 loaded.index = to_gpu_if_available(loaded.index)
             return loaded
+        kind = choose_index_type(store.face_count(), wanted)
+        if kind == ONDISK and save:
+            # Lists rebuilt only because changes piled up keep their training (a second pass saved).
+            same_training = (loaded is not None and loaded.kind == ONDISK
+                             and store.face_count() <= REBUILD_GROWTH * max(loaded.trained_on, 1))
+            built = cls.build_ondisk(store, loaded.index.trained() if same_training else None,
+                                     loaded.trained_on if same_training else None)
+            built.catch_up(wanted, rebuild_allowed=False)  # what an indexer committed meanwhile
+            return built
         generation, ids, vectors = store.snapshot()
         if store.meta("distance") == "cosine" and len(vectors):
             vectors = normalise(vectors)
-        kind = choose_index_type(len(ids))
+        kind = choose_index_type(len(ids), wanted)
+        if kind == ONDISK:  # a reader: lists in memory, as it may not write
+            kind = "ivf-sq8"
         dim = vectors.shape[1] if len(ids) else int(store.meta("dim", "16") or 16)
         built = cls(store, "rebuilt", kind, build_faiss(vectors.reshape(len(ids), dim), ids, kind), generation,
                     len(ids))
@@ -160,15 +127,31 @@ class VectorIndex:
             built.index = to_gpu_if_available(built.index)
         return built
 
-    def catch_up(self) -> bool:
+    @classmethod
+    def build_ondisk(cls, store: FaceStore, trained=None, trained_on: int | None = None) -> "VectorIndex":
+        """Lists on disk for the whole database (vectors/ondisk.build_from_store), then the sidecar that
+        names them; older lists and a flat faces.faiss are removed once it does."""
+        info = ondisk.build_from_store(store, store.dir, trained, cosine=store.meta("distance") == "cosine")
+        if trained_on is not None:
+            info["trained_on"] = trained_on
+        built = cls(store, "rebuilt", ONDISK, ondisk.MappedLists(store.dir / info["lists"], info["max_id"]),
+                    info["generation"], info["trained_on"])
+        built.save()
+        return built
+
+    def catch_up(self, wanted: str = "auto", rebuild_allowed: bool = True) -> bool:
         """Apply the database's changes since self.generation; False when the index must be built
         again instead (it has outgrown its type, or does not match the database afterwards)."""
+        if self.kind == ONDISK:
+            return self._catch_up_ondisk(wanted, rebuild_allowed)
         generation, count, removed, added, vectors = self.store.changes_since(self.generation)
         if generation < self.generation:  # a database older than the file (restored from a backup)
             return False
+        if choose_index_type(count, wanted) != self.kind:  # outgrown, or another kind asked for
+            return False
         if generation == self.generation:
             return self.index.ntotal == count
-        if self.kind == "hnsw" or choose_index_type(count) != self.kind:
+        if self.kind == "hnsw":
             return False
         if self.kind.startswith("ivf") and count > REBUILD_GROWTH * max(self.trained_on, 1):
             return False
@@ -183,17 +166,42 @@ class VectorIndex:
         self.generation, self.how = generation, "updated"
         return self.index.ntotal == count
 
+    def _catch_up_ondisk(self, wanted: str, rebuild_allowed: bool) -> bool:
+        """Lists on disk stay as built (at self.base_generation); every change since is set beside them."""
+        generation, count, removed, added, vectors = self.store.changes_since(self.base_generation)
+        if generation < self.base_generation or choose_index_type(count, wanted) != ONDISK:
+            return False
+        if count > REBUILD_GROWTH * max(self.trained_on, 1):
+            return False
+        if rebuild_allowed and len(removed) + len(added) > DELTA_LIMIT:
+            return False
+        if self.distance == "cosine" and len(vectors):
+            vectors = normalise(vectors)
+        self.index.set_changes(removed, added, vectors)
+        if generation != self.generation:
+            self.generation, self.how = generation, "updated"
+        return self.index.ntotal == count
+
     def save(self) -> None:
-        """faces.faiss and its sidecar, each replaced atomically (sidecar last: a kill in between
-        leaves a sidecar that no longer matches, and the next open rebuilds)."""
+        """faces.faiss (or, for lists on disk, nothing: they are written whole when built) and its
+        sidecar, each replaced atomically (sidecar last: a kill in between leaves a sidecar that no
+        longer matches, and the next open rebuilds)."""
         path, info_path = self.store.dir / FAISS_NAME, self.store.dir / FAISS_INFO
-        tmp = path.with_suffix(".faiss.tmp")
-        faiss.write_index(self.index, str(tmp))
-        os.replace(tmp, path)
+        info = {"generation": self.generation, "faces": self.index.ntotal, "kind": self.kind,
+                "trained_on": self.trained_on, "model": store_identity(self.store)}
+        if self.kind == ONDISK:
+            info.update(generation=self.base_generation, lists=self.index.folder.name, max_id=self.index.max_id)
+        else:
+            tmp = path.with_suffix(".faiss.tmp")
+            faiss.write_index(self.index, str(tmp))
+            os.replace(tmp, path)
         tmp_info = info_path.with_suffix(".tmp")
-        tmp_info.write_text(json.dumps({"generation": self.generation, "faces": self.index.ntotal, "kind": self.kind,
-                                        "trained_on": self.trained_on, "model": store_identity(self.store)}))
+        tmp_info.write_text(json.dumps(info))
         os.replace(tmp_info, info_path)
+        # What the sidecar no longer names: the other kind's files
+        ondisk.remove_other_lists(self.store.dir, info.get("lists"))
+        if self.kind == ONDISK:
+            path.unlink(missing_ok=True)
 
     def __len__(self) -> int:
         return self.index.ntotal
@@ -206,7 +214,9 @@ class VectorIndex:
         k = min(k, self.index.ntotal - (len(exclude) if "Gpu" not in type(self.index).__name__ else 0))
         if k <= 0:
             return []
-        if not len(exclude):
+        if self.kind == ONDISK:
+            squared, ids = self.index.search(query, k, exclude)
+        elif not len(exclude):
             squared, ids = self.index.search(query, k)
         elif "Gpu" in type(self.index).__name__:  # GPU indexes take no selector
             squared, ids = self.index.search(query, min(self.index.ntotal, k + len(exclude)))
@@ -250,6 +260,8 @@ class VectorIndex:
         return hits
 
     def size_on_disk(self) -> int:
+        if self.kind == ONDISK:
+            return self.index.size_on_disk()
         path = self.store.dir / FAISS_NAME
         return path.stat().st_size if path.exists() else 0
 
