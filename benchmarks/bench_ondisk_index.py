@@ -114,6 +114,13 @@ def search(args, phase: str = "search") -> dict:
         times.append((time.perf_counter() - t) * 1000)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)])
     peak = vm_hwm_mb()
+    changes, faces = index.index.changes, len(index)
+    lists_alone = []  # the same queries with nothing beside the lists: what the changes cost
+    index.index.set_changes(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 16), np.float32))
+    for q in queries:
+        t = time.perf_counter()
+        index.index.search(q[None], 10, np.zeros(0, np.int64))
+        lists_alone.append((time.perf_counter() - t) * 1000)
     baseline = faiss.IndexFlatL2(16)
     baseline.add(synthetic(1_000_000, 16, 7))
     base_times = []
@@ -121,8 +128,9 @@ def search(args, phase: str = "search") -> dict:
         t = time.perf_counter()
         baseline.search(q[None], 10)
         base_times.append((time.perf_counter() - t) * 1000)
-    return {"phase": phase, "how": index.how, "faces": len(index), "changes_beside": index.index.changes,
+    return {"phase": phase, "how": index.how, "faces": faces, "changes_beside": changes,
             "open_s": round(open_s, 2), "ms_per_query_p50": round(float(np.median(times)), 3),
+            "lists_alone_ms_p50": round(float(np.median(lists_alone)), 3),
             "ms_per_query_p95": round(float(np.percentile(times, 95)), 3), "recall_at_10": round(float(recall), 3),
             "baseline_flat_1m_ms_p50": round(float(np.median(base_times)), 3),
             "ratio_to_baseline": round(float(np.median(times) / np.median(base_times)), 3), "peak_mb": round(peak)}

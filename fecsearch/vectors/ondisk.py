@@ -177,12 +177,12 @@ class MappedLists:
         # lists' largest were in them; a rare reuse of an id miscounts, and the caller's count check
         # then builds the lists again.
         self.removed_from_main = int((self.removed <= self.max_id).sum())
-        # The lists' removed faces as a bitmap over their ids: one bit test per vector scanned, where a
-        # hash set of 50,000 ids made a query at 20M faces 1.5x slower (benchmarks/RESULTS.md).
+        # The lists' removed faces as a bitmap over their ids, checked on the few results a search
+        # returns: a FAISS selector tests every vector scanned, which made a query at 20M faces with
+        # 50,000 removed take 5.8 ms instead of 2.9 (benchmarks/RESULTS.md).
         in_main = self.removed[self.removed <= self.max_id]
-        self._removed_bits = np.zeros((self.max_id >> 3) + 1 if len(in_main) else 0, np.uint8)
+        self._removed_bits = np.zeros((self.max_id >> 3) + 1, np.uint8)
         np.bitwise_or.at(self._removed_bits, in_main >> 3, (1 << (in_main & 7)).astype(np.uint8))
-        self._without_removed = self._params(np.zeros(0, np.int64))
         self.delta = faiss.IndexIDMap2(faiss.IndexFlatL2(self.d))
         if len(added):
             self.delta.add_with_ids(np.ascontiguousarray(vectors, np.float32), np.asarray(added, np.int64))
@@ -199,32 +199,41 @@ class MappedLists:
         return faiss.read_index(str(self.folder / TRAINED_NAME))
 
     def search(self, query: np.ndarray, k: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Squared distances and ids of the k nearest, as faiss.Index.search returns them."""
-        params = self._params(np.asarray(exclude, np.int64)) if len(exclude) else self._without_removed
-        found = [self.main.search(query, k, params=params)]
+        """Squared distances and ids of the k nearest, as faiss.Index.search returns them (one query)."""
+        exclude = np.asarray(exclude, np.int64)
+        found = [self._search_lists(query, k, exclude)]
         if self.delta.ntotal:
-            keep = faiss.IDSelectorNot(faiss.IDSelectorBatch(exclude)) if len(exclude) else None
-            found.append(self.delta.search(query, min(k, self.delta.ntotal), params=faiss.SearchParameters(sel=keep)))
+            params = faiss.SearchParameters()
+            if len(exclude):
+                batch = faiss.IDSelectorBatch(exclude)
+                params.sel = faiss.IDSelectorNot(batch)
+            found.append(self.delta.search(query, min(k, self.delta.ntotal), params=params))
         squared = np.concatenate([d for d, _ in found], 1)
         ids = np.concatenate([i for _, i in found], 1)
         squared[ids < 0] = np.inf
         order = np.argsort(squared, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(squared, order, 1), np.take_along_axis(ids, order, 1)
 
-    def _params(self, exclude: np.ndarray) -> faiss.SearchParametersIVF:
-        """Search parameters leaving out the removed faces and `exclude`."""
+    def _search_lists(self, query: np.ndarray, k: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest in the lists that are neither removed nor excluded: more are asked for, the
+        rest dropped, and asked for again (four times as many) in the rare case too few are left."""
         params = faiss.SearchParametersIVF(nprobe=self.nprobe)
-        parts = []
-        if len(self._removed_bits):
-            parts.append(faiss.IDSelectorBitmap(len(self._removed_bits), faiss.swig_ptr(self._removed_bits)))
-        if len(exclude):
-            parts.append(faiss.IDSelectorBatch(exclude))
-        if parts:
-            banned = parts[0] if len(parts) == 1 else faiss.IDSelectorOr(*parts)
-            params.sel = faiss.IDSelectorNot(banned)
-            # the C++ selectors point at each other and at the bitmap: they live as long as the parameters
-            params._keep = (parts, banned, params.sel, self._removed_bits)
-        return params
+        ask = k + len(exclude) + max(k, 10)
+        while True:
+            ask = min(ask, self.main.ntotal)
+            squared, ids = self.main.search(query, ask, params=params)
+            squared, ids = squared[0], ids[0]
+            keep = ids >= 0
+            keep[keep] = ((self._removed_bits[ids[keep] >> 3] >> (ids[keep] & 7)) & 1) == 0
+            if len(exclude):
+                keep &= ~np.isin(ids, exclude)
+            # done: enough left, or nothing more to find (the lists searched hold fewer than asked)
+            if keep.sum() >= k or ask >= self.main.ntotal or (ids < 0).any():
+                squared, ids = squared[keep][:k], ids[keep][:k]
+                pad = k - len(ids)
+                return (np.concatenate([squared, np.full(pad, np.inf, np.float32)])[None],
+                        np.concatenate([ids, np.full(pad, -1, np.int64)])[None])
+            ask *= 4
 
     def size_on_disk(self) -> int:
         return sum(f.stat().st_size for f in self.folder.iterdir() if f.is_file())
