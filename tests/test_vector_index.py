@@ -185,7 +185,8 @@ def test_lists_on_disk_follow_changes_beside_them_then_are_built_again(tmp_path,
     store.set_meta("index_type", "ivf-sq8-disk")
     add_images(store, range(3000), unit(3000, 20))
     first = vi.VectorIndex.open(store)
-    folder = tmp_path / f"faces.ivf-{store.generation}"
+    folder = first.index.folder
+    assert folder.parent == tmp_path and folder.name.startswith(f"faces.ivf-{store.generation}-")
     assert (first.kind, first.how, len(first)) == ("ivf-sq8-disk", "rebuilt", 3000)
     assert (folder / "lists.ivfdata").stat().st_size >= 3000 * 24 and not (tmp_path / "faces.faiss").exists()
     assert recall_at_10(first, store, unit(40, 21)) >= 0.95
@@ -213,8 +214,11 @@ def test_lists_on_disk_follow_changes_beside_them_then_are_built_again(tmp_path,
     assert reader.how == "updated" and reader.index.folder == folder
     rebuilt = vi.VectorIndex.open(store)
     assert (rebuilt.how, rebuilt.trained_on, len(rebuilt)) == ("rebuilt", 3000, store.face_count())
-    assert not folder.exists() and rebuilt.index.folder.name == f"faces.ivf-{store.generation}"
+    assert not folder.exists() and rebuilt.index.folder.name.startswith(f"faces.ivf-{store.generation}-")
     assert rebuilt.index.changes == 0 and recall_at_10(rebuilt, store, unit(40, 25)) >= 0.95
+    assert vi.VectorIndex.open(store).how == "loaded"
+    again = vi.VectorIndex.open(store, force_rebuild=True)  # --rebuild-index, nothing changed
+    assert again.index.folder != rebuilt.index.folder and len(list(tmp_path.glob("faces.ivf-*"))) == 1
     assert vi.VectorIndex.open(store).how == "loaded"
 
     store.set_meta("index_type", "auto")  # asked back to the default: a flat index, lists removed

@@ -8,10 +8,10 @@ index type, when an IVF index holds REBUILD_GROWTH times the faces it was traine
 `fecsearch index --rebuild-index`.
 
 The largest collections (vectors.kinds.ONDISK_FROM, or `index --index-type ivf-sq8-disk`) keep
-their lists on disk in `faces.ivf-<generation>/`, which the sidecar names: those lists are never
-edited; the changes since they were built are applied beside them in memory at each open
-(vectors/ondisk.MappedLists) until they number DELTA_LIMIT, when an indexing run builds the lists
-again, reusing their training.
+their lists on disk in `faces.ivf-<generation>-<random>/`, which the sidecar names. Those lists
+are never edited: the changes since they were built are applied beside them in memory at each
+open (vectors/ondisk.MappedLists) until they number DELTA_LIMIT, when an indexing run builds the
+lists again, reusing their training.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ written alone; `merge_ondisk` concatenates the shards' lists into one `lists.ivf
 merged index refers to that file, and `open_mapped` maps it instead of reading it, so a search
 process holds the coarse quantizer and the pages its queries touch.
 
-An index folder's lists (`faces.ivf-<generation>/`) are built from its database by
+An index folder's lists (`faces.ivf-<generation>-<random>/`) are built from its database by
 `build_from_store`, two streaming passes in one read transaction: a sample to train on, then the
 vectors, a shard at a time. The lists are never edited: `MappedLists` searches them beside a small
 exact index of the faces added since and leaves out the faces removed since, until the changes are
@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable
@@ -111,7 +112,7 @@ def ondisk_lists(n: int) -> int:
 
 def build_from_store(store, parent: str | Path, trained: faiss.Index | None = None, cosine: bool = False,
                      shard_rows: int = SHARD_ROWS) -> dict:
-    """IVF-SQ8 lists on disk for every face of `store`, in `parent/faces.ivf-<generation>/`.
+    """IVF-SQ8 lists on disk for every face of `store`, in `parent/faces.ivf-<generation>-<random>/`.
 
     Streams the database twice in one read transaction (a sample to train on, unless `trained` is
     given; then the vectors, `shard_rows` at a time, each shard written alone), merges the shards'
@@ -132,7 +133,9 @@ def build_from_store(store, parent: str | Path, trained: faiss.Index | None = No
             trained = trained_ivf(normalise(sample) if cosine else sample, "ivf-sq8", lists)
         else:
             trained_on = -1  # the caller keeps the count its training came from
-        name = f"{FOLDER_PREFIX}{generation}"
+        # a name of its own even when the generation is the same (--rebuild-index): the folder a
+        # sidecar names is never replaced under a search that maps it
+        name = f"{FOLDER_PREFIX}{generation}-{uuid.uuid4().hex[:8]}"
         work = parent / f".{name}.tmp"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
@@ -144,7 +147,6 @@ def build_from_store(store, parent: str | Path, trained: faiss.Index | None = No
     for shard in shards:
         shard.unlink()
     faiss.write_index(trained, str(work / TRAINED_NAME))
-    shutil.rmtree(parent / name, ignore_errors=True)
     work.rename(parent / name)
     return {"generation": generation, "faces": count, "trained_on": trained_on, "lists": name, "max_id": max_id}
 
