@@ -7,6 +7,10 @@ DB_NAME = "faces.db"
 DEFAULT_INDEX_DIR = Path("indexes/default")  # relative to where the command runs
 
 
+class IndexUnusable(RuntimeError):
+    """The index folder cannot be used as it is; the message says why and what to do."""
+
+
 def import_sqlite_utils():
     """sqlite_utils, imported without pandas. It imports pandas whenever pandas is installed (Ray
     brings it) for a column type fecsearch never stores, and that is 1.2 s of a cold query here.

@@ -25,15 +25,15 @@ import json
 import os
 import sqlite3
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from fecsearch.store import DB_NAME, import_sqlite_utils
+from fecsearch.store import DB_NAME, IndexUnusable, import_sqlite_utils
 from fecsearch.store.identities import IDENTITY_TABLES, IdentityTables
 from fecsearch.store.integrity import IntegrityChecks
+from fecsearch.store.vectors import VectorReads
 
 sqlite_utils = import_sqlite_utils()
 
@@ -76,10 +76,6 @@ class ModelMismatch(ValueError):
     pass
 
 
-class IndexUnusable(RuntimeError):
-    """The index folder cannot be used as it is; the message says why and what to do."""
-
-
 TABLES = tuple(COLUMNS)
 
 
@@ -103,7 +99,7 @@ class FaceRecord:
     identity: np.ndarray | None = None  # videos: described while indexing (they are followed by it)
 
 
-class FaceStore(IdentityTables, IntegrityChecks):
+class FaceStore(IdentityTables, IntegrityChecks, VectorReads):
     def __init__(self, index_dir: str | os.PathLike, create: bool = True, readonly: bool = False):
         self.dir = Path(index_dir)
         path = self.dir / DB_NAME
@@ -308,81 +304,6 @@ class FaceStore(IdentityTables, IntegrityChecks):
                            if self.has_identity_tables() else 0),
             "people": q("select count(*) from people").fetchone()[0] if self.has_identity_tables() else 0,
         }
-
-    def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
-        """All face ids and embeddings, in id order."""
-        dim = int(self.meta("dim", "0") or 0)
-        ids, vectors = [], []
-        for face_id, blob in self.db.execute("select id, embedding from faces order by id"):
-            if not isinstance(blob, bytes) or len(blob) != 4 * dim:
-                raise IndexUnusable(
-                    f"{self.dir / DB_NAME}: face {face_id}'s embedding is not {dim} float32 values; the database "
-                    f"is damaged. `fecsearch info --check --index {self.dir}` lists every such face, and "
-                    f"`fecsearch index` re-embeds their images.")
-            ids.append(face_id)
-            vectors.append(np.frombuffer(blob, dtype=np.float32))
-        if not ids:
-            return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
-        return np.array(ids, np.int64), np.stack(vectors)
-
-    @contextmanager
-    def read_transaction(self):
-        """Reads inside it see one generation of the database, even while an indexer commits (WAL)."""
-        self.db.execute("BEGIN")
-        try:
-            yield
-        finally:
-            self.db.execute("COMMIT")
-
-    def embedding_chunks(self, rows: int = 1_000_000):
-        """Every face id and embedding in id order, `rows` at a time: for collections whose vectors need
-        not fit in memory at once (the on-disk IVF lists). Inside read_transaction() they all belong to
-        one generation."""
-        dim = int(self.meta("dim", "0") or 0)
-        last = -1
-        while True:
-            page = self.db.execute("select id, embedding from faces where id > ? order by id limit ?",
-                                   [last, rows]).fetchall()
-            if not page:
-                return
-            if any(not isinstance(blob, bytes) or len(blob) != 4 * dim for _, blob in page):
-                raise IndexUnusable(f"{self.dir / DB_NAME}: some faces' embeddings are not {dim} float32 values; "
-                                    f"`fecsearch info --check --index {self.dir}` lists them")
-            last = page[-1][0]
-            yield (np.array([i for i, _ in page], np.int64),
-                   np.frombuffer(b"".join(blob for _, blob in page), np.float32).reshape(len(page), dim))
-
-    def snapshot(self) -> tuple[int, np.ndarray, np.ndarray]:
-        """The generation and all embeddings, read in one transaction: they always belong together,
-        even while an indexer commits chunks."""
-        self.db.execute("BEGIN")
-        try:
-            return self.generation, *self.embeddings()
-        finally:
-            self.db.execute("COMMIT")
-
-    def changes_since(self, generation: int) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
-        """What changed after `generation`, read in one transaction: (generation now, faces now, ids
-        removed, ids added, their embeddings). A face replaced in between is in both lists; apply
-        removals first."""
-        dim = int(self.meta("dim", "0") or 0)
-        self.db.execute("BEGIN")
-        try:
-            now, count = self.generation, self.face_count()
-            removed = [r[0] for r in self.db.execute(
-                "select face_id from removed_faces where generation > ?", [generation])]
-            # no ORDER BY: SQLite would walk all faces in id order rather than use the generation index
-            added = sorted(self.db.execute("select id, embedding from faces where generation > ?",
-                                           [generation]).fetchall())
-        finally:
-            self.db.execute("COMMIT")
-        if any(not isinstance(blob, bytes) or len(blob) != 4 * dim for _, blob in added):
-            raise IndexUnusable(f"{self.dir / DB_NAME}: some new faces' embeddings are not {dim} float32 values; "
-                                f"`fecsearch info --check --index {self.dir}` lists them")
-        ids = np.array([i for i, _ in added], np.int64)
-        vectors = (np.frombuffer(b"".join(blob for _, blob in added), np.float32).reshape(len(added), dim)
-                   if added else np.zeros((0, dim), np.float32))
-        return now, count, np.array(removed, np.int64), ids, vectors
 
     def _time_columns(self) -> str:
         """The video columns of faces, or NULLs for an index from before them opened read-only."""
