@@ -103,11 +103,12 @@ class VectorIndex:
             if gpu and loaded.kind != ONDISK:
                 loaded.index = to_gpu_if_available(loaded.index)
             return loaded
-        kind = choose_index_type(store.face_count(), wanted)
+        count = store.face_count()  # a full count: 0.14 s at 20M faces, so read once
+        kind = choose_index_type(count, wanted)
         if kind == ONDISK and save:
             # Lists rebuilt only because changes piled up keep their training (a second pass saved).
             same_training = (loaded is not None and loaded.kind == ONDISK
-                             and store.face_count() <= REBUILD_GROWTH * max(loaded.trained_on, 1))
+                             and count <= REBUILD_GROWTH * max(loaded.trained_on, 1))
             built = cls.build_ondisk(store, loaded.index.trained() if same_training else None,
                                      loaded.trained_on if same_training else None)
             built.catch_up(wanted, rebuild_allowed=False)  # what an indexer committed meanwhile
