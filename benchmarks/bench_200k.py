@@ -1,6 +1,7 @@
 """CelebA scale on one machine: 200,000 cropped faces indexed end to end, then searched.
 
     uv run python benchmarks/bench_200k.py [--faces 200000] [--work /tmp/fecsearch-200k] [--no-mirror]
+                                           [--precision auto|fp32|int8]
 
 The faces are FER+ train's 28,709 crops and variants of them (mirrored, shifted by a few pixels,
 brighter or darker), written once as PNG files under --work and reused by later runs. Measured:
@@ -9,7 +10,8 @@ brighter or darker), written once as PNG files under --work and reused by later 
   rerun       the same command again with nothing changed (every file is stat-ed, none embedded);
   queries     warm, in one process (fecsearch.open_index): by face id and by image, p50/p95;
   baseline    the same process's time to embed 2,000 of the faces with the model alone
-              (models.pipeline.embed_files), so that faces/s compares across machines and runs.
+              (models.pipeline.embed_files), so that faces/s compares across machines and runs;
+              in the index's precision, and in fp32 (the float graph) for the ratio between them.
 """
 from __future__ import annotations
 
@@ -77,16 +79,17 @@ def main() -> None:
     parser.add_argument("--faces", type=int, default=200_000)
     parser.add_argument("--work", type=Path, default=Path("/tmp/fecsearch-200k"))
     parser.add_argument("--no-mirror", action="store_true", help="Index without the mirror average.")
+    parser.add_argument("--precision", default="auto", help="The index's precision (fecsearch index --precision).")
     args = parser.parse_args()
     started = time.perf_counter()
     faces = make_faces(args.work / "faces", args.faces)
     made = time.perf_counter() - started
-    index = args.work / ("index-no-mirror" if args.no_mirror else "index")
+    index = args.work / (("index-no-mirror" if args.no_mirror else "index") + f"-{args.precision}")
     if index.exists():
         import shutil
 
         shutil.rmtree(index)
-    extra = ["--no-mirror"] if args.no_mirror else []
+    extra = (["--no-mirror"] if args.no_mirror else []) + ["--precision", args.precision]
     report = {"faces": args.faces, "mirror": not args.no_mirror, "make_faces_s": round(made, 1)}
     report["index"] = timed_index(faces, index, extra)
     report["rerun"] = timed_index(faces, index, extra)
@@ -95,9 +98,12 @@ def main() -> None:
 
     import fecsearch
     from fecsearch.faces.images import find_images
-    from fecsearch.models.pipeline import embed_files
+    from fecsearch.models.config import DEFAULT_MODEL
+    from fecsearch.models.inference import load_inference
+    from fecsearch.models.pipeline import FacePipeline, embed_files
 
     searcher = fecsearch.open_index(index, device="cpu")
+    report["precision"] = searcher.info()["precision"]
     rng = np.random.default_rng(0)
     ids = rng.integers(1, args.faces + 1, 300)
     by_id, by_image = [], []
@@ -118,6 +124,12 @@ def main() -> None:
     embed_files(pipeline, sample)
     report["baseline_embed_faces_per_s"] = round(len(sample) / (time.perf_counter() - start), 1)
     report["index_over_baseline"] = round(report["index"]["faces_per_s_wall"] / report["baseline_embed_faces_per_s"], 2)
+    fp32 = load_inference(DEFAULT_MODEL, device="cpu", mirror_average=not args.no_mirror, precision="fp32")
+    start = time.perf_counter()
+    embed_files(FacePipeline(fp32, cropped=True, device="cpu", runtime=fp32.runtime), sample)
+    report["fp32_baseline_embed_faces_per_s"] = round(len(sample) / (time.perf_counter() - start), 1)
+    report["baseline_over_fp32"] = round(report["baseline_embed_faces_per_s"]
+                                         / report["fp32_baseline_embed_faces_per_s"], 2)
     print(json.dumps(report, indent=2))
 
 

@@ -36,16 +36,20 @@ def loaded_modules(*args) -> set[str]:
     return set(done.stderr.strip().splitlines()[-1].split()) if done.stderr.strip() else set()
 
 
-def test_commands_import_only_what_they_use(photos_index, photos, tmp_path):
+def test_commands_import_only_what_they_use(photos_index, photos, few_photos, tmp_path):
     """Start-up is most of a one-off query: --help loads not even numpy, query --id no torch, and a
     query by image runs in ONNX Runtime: no torch, torchvision, facenet-pytorch, plotting or training
-    code (--runtime torch loads torch and still nothing else). A photo the index holds is answered
-    from the index: no network at all."""
+    code (--runtime torch, on an index of float vectors, loads torch and still nothing else). A photo
+    the index holds is answered from the index: no network at all."""
     new = tmp_path / "img6.jpg"
     new.write_bytes((photos / "img6.jpg").read_bytes())
     assert loaded_modules("--help") == set()
     assert loaded_modules("query", "--id", "1", "--index", photos_index, "--json") == {"numpy"}
     assert loaded_modules("query", photos / "img6.jpg", "--index", photos_index, "--json") == {"numpy"}
     assert loaded_modules("query", new, "--index", photos_index, "--json") == {"numpy", "onnxruntime"}
-    assert loaded_modules("query", new, "--index", photos_index, "--json", "--runtime", "torch") == {
+    # the default index holds int8 vectors, which only ONNX Runtime makes: torch is refused in a sentence
+    refused = run_cli("query", new, "--index", photos_index, "--runtime", "torch", ok=False)
+    assert refused.exit_code == 1 and "--runtime torch cannot make them" in refused.output
+    run_cli("index", few_photos, "--index", tmp_path / "fp32", "--precision", "fp32", "--quiet")
+    assert loaded_modules("query", new, "--index", tmp_path / "fp32", "--json", "--runtime", "torch") == {
         "numpy", "torch"}

@@ -147,3 +147,21 @@ def test_own_mtcnn_networks_match_facenet_pytorchs():
     for threshold in (0.5, 0.7):
         assert boxes_in_numpy.nms(b[:, :4], b[:, 4], threshold).tolist() == \
             torchvision_nms(boxes[:, :4], boxes[:, 4], threshold).tolist()
+
+
+def test_nms_compares_all_pairs_at_once_as_it_does_box_by_box(monkeypatch):
+    """The two ways nms runs (every pair at once up to NMS_MATRIX_LIMIT boxes, else box by box)
+    keep the same boxes in the same order, ties in score included."""
+    from fecsearch.faces import mtcnn
+
+    rng = np.random.default_rng(0)
+    cases = []
+    for n in (0, 1, 2, 37, 250, 600):
+        corner = rng.uniform(0, 300, (n, 2))
+        boxes = np.concatenate([corner, corner + rng.uniform(8, 80, (n, 2))], 1).astype(np.float32)
+        scores = rng.uniform(0, 1, n).astype(np.float32)
+        cases += [(boxes, scores), (boxes, np.round(scores, 1))]
+    at_once = [[mtcnn.nms(b, s, t).tolist() for t in (0.5, 0.7)] for b, s in cases]
+    monkeypatch.setattr(mtcnn, "NMS_MATRIX_LIMIT", 0)
+    assert at_once == [[mtcnn.nms(b, s, t).tolist() for t in (0.5, 0.7)] for b, s in cases]
+    assert sum(len(k) for pair in at_once for k in pair) > 500  # boxes were kept, and suppressed

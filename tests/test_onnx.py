@@ -87,6 +87,73 @@ def test_shipped_graphs_are_current():
         OnnxNetwork(get_config(name), weights_path(get_config(name)), "cpu")
 
 
+def test_the_int8_graph_is_rebuilt_exactly_and_embeds_like_the_float_one(tmp_path, ferplus_train, ferplus_valid,
+                                                                         ckplus):
+    """`python -m fecsearch.models.quantize` rebuilds the shipped int8 graph byte for byte from the
+    float graph and FER+ train; on faces it was not calibrated on, its vectors stay near the float
+    graph's and it orders FER+ valid's vote triplets as well."""
+    from fecsearch.data.labels import read_ferplus
+    from fecsearch.data.triplets import ferplus_vote_triplets
+    from fecsearch.evaluation.metrics import triplet_accuracy
+    from fecsearch.faces.images import file_sha256
+    from fecsearch.models.quantize import INT8_TOLERANCE, int8_path
+
+    config = get_config("fecnet-lite-16d")
+    weights = weights_path(config)
+    for source in (weights, graph_path(weights)):
+        shutil.copy(source, tmp_path / source.name)
+    subprocess.run([sys.executable, "-m", "fecsearch.models.quantize", "--calibration", str(ferplus_train),
+                    "--weights", str(tmp_path / weights.name)], check=True, capture_output=True)
+    assert file_sha256(int8_path(tmp_path / weights.name)) == file_sha256(int8_path(weights))
+
+    int8 = load_inference("fecnet-lite-16d", device="cpu", precision="int8")
+    fp32 = load_inference("fecnet-lite-16d", device="cpu", runtime="onnx")
+    assert (int8.precision, fp32.precision) == ("int8", "fp32")
+    files = sorted(ferplus_valid.glob("*.png"))[:256] + find_images(ckplus)[0][::20][:64]
+    faces = prepare_face_arrays([load_image(f) for f in files], config.preprocess)
+    moved = np.linalg.norm(int8.embed(faces) - fp32.embed(faces), axis=1)
+    assert 1e-4 < np.median(moved) < 0.03 and np.percentile(moved, 99) <= INT8_TOLERANCE
+
+    valid = read_ferplus(ferplus_valid)
+    triplets = ferplus_vote_triplets(valid, 2000, seed=1)
+    wanted = sorted({str(p) for t in triplets for p in t.faces})
+    prepared = prepare_face_arrays([load_image(p) for p in wanted], config.preprocess)
+    accuracy = {name: triplet_accuracy(dict(zip(wanted, network.embed(prepared))), triplets, ["l2"])["l2"]["overall"]
+                for name, network in (("int8", int8), ("fp32", fp32))}
+    assert accuracy["fp32"] > 0.7 and abs(accuracy["int8"] - accuracy["fp32"]) <= 0.01
+
+
+def test_a_new_index_embeds_in_int8_and_keeps_its_precision(tmp_path, ferplus_valid):
+    """auto: a new index of a model with an int8 graph is int8; queries, later runs and the info report
+    follow what the index recorded; --precision fp32 makes a float index; an index from before int8
+    graphs (no precision recorded) is float."""
+    from conftest import copy_crops, run_cli
+
+    import fecsearch
+    from fecsearch.store.database import FaceStore
+
+    crops = copy_crops(ferplus_valid, tmp_path / "crops", 40)
+    first = sorted(crops.glob("*.png"))[3]
+    copy = tmp_path / "copy.png"  # a file the index does not hold: embedded at query time
+    shutil.copy(first, copy)
+    for precision, option in (("int8", []), ("fp32", ["--precision", "fp32"])):
+        run_cli("index", crops, "--cropped", "--index", tmp_path / precision, "--quiet", *option)
+        index = fecsearch.open_index(tmp_path / precision)
+        assert index.info()["precision"] == precision and index.model.precision == precision
+        top = index.search_image(copy, k=1, cropped=True)[0]
+        assert top.path == str(first) and top.distance < 1e-5
+    stored = {p: fecsearch.open_index(tmp_path / p).query_face_id(4).vector for p in ("int8", "fp32")}
+    assert 1e-4 < np.linalg.norm(stored["int8"] - stored["fp32"]) < 0.1
+    # a later run asking for the other precision adds faces in the index's own
+    more = copy_crops(ferplus_valid, tmp_path / "more", 45)
+    run_cli("index", more, "--cropped", "--index", tmp_path / "fp32", "--quiet", "--precision", "int8")
+    assert fecsearch.open_index(tmp_path / "fp32").info()["precision"] == "fp32"
+    store = FaceStore(tmp_path / "fp32")
+    store.db.execute("delete from meta where key = 'precision'")  # as written before int8 graphs
+    store.close()
+    assert fecsearch.open_index(tmp_path / "fp32").model.precision == "fp32"
+
+
 def test_an_index_built_in_one_runtime_is_searched_in_the_other(tmp_path, ferplus_valid):
     """The runtime is not part of an index: faces indexed with torch are found by an ONNX query."""
     from conftest import copy_crops, run_cli
@@ -151,7 +218,10 @@ def test_index_query_and_summary_need_no_torch(few_photos, tmp_path, torch_free_
     done = without("eval", "triplets", "--data", ferplus_valid)
     assert done.returncode == 1
     assert "`fecsearch eval` needs torch, which is not installed here: pip install 'fecsearch[torch]'" in done.stderr
+    # the index holds int8 vectors (the default where the model has an int8 graph): torch cannot make them
     done = without("query", new, "--index", tmp_path / "idx", "--runtime", "torch")
+    assert done.returncode == 1 and "int8 vectors come from ONNX Runtime's int8 graph" in done.stderr
+    done = without("embed", new, "--out", tmp_path / "new.npz", "--runtime", "torch")
     assert done.returncode == 1 and "needs torch here (pip install 'fecsearch[torch]')" in done.stderr
 
 

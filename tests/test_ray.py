@@ -131,7 +131,11 @@ def test_shards_resume_and_merge_into_the_same_index(local_ray, photos, tmp_path
     expected = index_with(None, photos, tmp_path / "threads")
     store = FaceStore(tmp_path / "idx", readonly=True)
     assert_same_faces(expected, faces_of(store))
+    assert store.embedding_precision == "int8"  # the shards' (the default on a CPU), as the thread engine's
     store.close()
+    # vectors of another precision do not join the folder
+    refused = run_cli("index", photos, "--shards", shards, "--precision", "fp32", ok=False)
+    assert refused.exit_code == 1 and "holds int8 vectors, not fp32" in refused.output
     query = json.loads(run_cli("query", photos / "couple.jpg", "--index", tmp_path / "idx", "--json", "-k", "1").stdout)
     assert query["results"][0]["path"] == str(photos / "couple.jpg") and query["results"][0]["distance"] < 1e-4
 

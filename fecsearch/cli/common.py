@@ -107,15 +107,22 @@ class Commands(click.Group):
                                        f"run without it)") from None
 
 
-def load(model_name, checkpoint, mirror: bool = True):
+def load(model_name, checkpoint, mirror: bool = True, precision: str = "fp32"):
+    """A model for the evaluations: the torch model, or with precision int8 its int8 graph ready to
+    embed (evaluation.metrics.embed_paths takes either)."""
     from dataclasses import replace
 
     from fecsearch.models.config import MissingWeights
     from fecsearch.models.registry import create_model
+    from fecsearch.runtime.onnx import RuntimeUnavailable
 
     try:
+        if precision == "int8":
+            from fecsearch.models.inference import load_inference
+
+            return load_inference(model_name, checkpoint, "cpu", "onnx", mirror_average=mirror, precision="int8")
         model = create_model(model_name, checkpoint=checkpoint)
-    except (MissingWeights, KeyError) as err:
+    except (MissingWeights, KeyError, RuntimeUnavailable) as err:
         fail(str(err).strip("'\""))
     model.config = replace(model.config, mirror_average=mirror)
     return model

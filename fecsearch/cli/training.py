@@ -101,6 +101,9 @@ def evaluate():
 
 
 def mirror_option(f):
+    """--mirror and --precision: how the faces are embedded, as an index would embed them."""
+    f = click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
+                     help="int8: the model's int8 graph in ONNX Runtime, as indexes built with it embed.")(f)
     return click.option("--mirror/--no-mirror", "mirror", default=True, show_default=True,
                         help="Embed each face and its mirror image and average them, as indexes do.")(f)
 
@@ -124,7 +127,7 @@ def compared_models(f):
 @click.option("--count", default=6000, show_default=True)
 @click.option("--seed", default=2019, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def eval_triplets(model_names, checkpoint, mirror, data_dir, count, seed, as_json):
+def eval_triplets(model_names, checkpoint, mirror, precision, data_dir, count, seed, as_json):
     """Triplet prediction accuracy, overall and per type, with L1, L2 and cosine distances.
 
     \b
@@ -137,9 +140,10 @@ def eval_triplets(model_names, checkpoint, mirror, data_dir, count, seed, as_jso
 
     faces = read_ferplus(data_dir)
     triplets = ferplus_vote_triplets(faces, count, seed=seed)
-    report = {"data": str(data_dir), "seed": seed, "triplets": len(triplets), "mirror": mirror, "models": {}}
+    report = {"data": str(data_dir), "seed": seed, "triplets": len(triplets), "mirror": mirror, "precision": precision,
+              "models": {}}
     for name in model_names:
-        model = load(name, checkpoint, mirror)
+        model = load(name, checkpoint, mirror, precision)
         vectors = embed_paths(model, faces.paths)
         acc = triplet_accuracy(dict(zip(map(str, faces.paths), vectors)), triplets)
         acc.pop("triplets")
@@ -162,7 +166,7 @@ def eval_triplets(model_names, checkpoint, mirror, data_dir, count, seed, as_jso
 @click.option("--test", "test_dir", required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-k", default=200, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def eval_knn(model_names, checkpoint, mirror, labelled_dir, test_dir, k, as_json):
+def eval_knn(model_names, checkpoint, mirror, precision, labelled_dir, test_dir, k, as_json):
     """K-NN emotion classification: per-class and mean one-vs-rest AUC-ROC, top-1 accuracy (Table 4).
 
     \b
@@ -174,9 +178,10 @@ def eval_knn(model_names, checkpoint, mirror, labelled_dir, test_dir, k, as_json
     from fecsearch.models.config import EMOTIONS
 
     labelled, test = read_labelled(labelled_dir), read_labelled(test_dir)
-    report = {"labelled": str(labelled_dir), "test": str(test_dir), "k": k, "mirror": mirror, "models": {}}
+    report = {"labelled": str(labelled_dir), "test": str(test_dir), "k": k, "mirror": mirror, "precision": precision,
+              "models": {}}
     for name in model_names:
-        model = load(name, checkpoint, mirror)
+        model = load(name, checkpoint, mirror, precision)
         a, b = embed_paths(model, labelled.paths), embed_paths(model, test.paths)
         scores = knn_scores(a, labelled.labels, b, k, len(EMOTIONS), model.config.distance)
         report["models"][name] = knn_auc(scores, test.labels, EMOTIONS)
@@ -194,7 +199,7 @@ def eval_knn(model_names, checkpoint, mirror, labelled_dir, test_dir, k, as_json
               help="Folder per class with CK+ file names (S<subject>_<seq>_<frame>.png).")
 @click.option("--top", default=5, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def eval_retrieval(model_names, checkpoint, mirror, data_dir, top, as_json):
+def eval_retrieval(model_names, checkpoint, mirror, precision, data_dir, top, as_json):
     """Subject-independent retrieval: how many of the top faces, other people only, share the expression.
 
     \b
@@ -206,9 +211,9 @@ def eval_retrieval(model_names, checkpoint, mirror, data_dir, top, as_json):
 
     faces = read_class_folders(data_dir)
     subjects = [subject_of(p) for p in faces.paths]
-    report = {"data": str(data_dir), "mirror": mirror, "models": {}}
+    report = {"data": str(data_dir), "mirror": mirror, "precision": precision, "models": {}}
     for name in model_names:
-        model = load(name, checkpoint, mirror)
+        model = load(name, checkpoint, mirror, precision)
         vectors = embed_paths(model, faces.paths)
         report["models"][name] = subject_independent_retrieval(vectors, faces.labels, subjects, top,
                                                                model.config.distance)

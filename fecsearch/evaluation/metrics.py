@@ -59,10 +59,12 @@ def knn_auc(scores: np.ndarray, labels: np.ndarray, class_names) -> dict:
 
 
 def embed_paths(model, paths) -> np.ndarray:
-    """Embeddings of face crops, prepared exactly as training and `index --cropped` prepare them."""
+    """Embeddings of face crops, prepared exactly as training and `index --cropped` prepare them.
+    model: a torch model (models.network.FaceEmbedder), or a network ready to embed (models.inference)."""
     from fecsearch.models.preprocess import load_prepared
 
-    return model.for_inference().embed(load_prepared(paths, model.config.preprocess))
+    network = model.for_inference() if hasattr(model, "for_inference") else model
+    return network.embed(load_prepared(paths, model.config.preprocess))
 
 
 def subject_of(path) -> str:

@@ -72,29 +72,34 @@ class Indexer:
         self.engine = engine or ThreadEngine(self.workers)
         # An existing index's faces were embedded with or without the mirror average: new ones follow.
         mirror = store.bind_model(model_name, network.config.embedding_size, network.config.distance, weights_sha256,
-                                  network.config.mirror_average)
+                                  network.config.mirror_average, network.precision)
         network.config = replace(network.config, mirror_average=mirror)
         # MTCNN in ONNX Runtime: one thread per network, as the workers detect one image per core.
         self.pipeline = FacePipeline(network, cropped=cropped, detector_config=detector_config, device=network.device,
                                      runtime=network.runtime, threads=1)
         # What an engine's workers elsewhere need to build the same pipeline.
         self.job = IngestJob(model_name, checkpoint, mirror, cropped, detector_config, network.runtime,
-                             network.device, frame_rate, identities)
+                             network.device, frame_rate, identities, network.precision)
         # Cropped faces are tiny and quick: big chunks. Photos need detection: small chunks keep
         # the work lost to an interruption small.
         self.chunk_size = chunk_size or (512 if cropped else 16)
 
     @classmethod
     def for_folder(cls, store: FaceStore, model_name: str | None = None, checkpoint: str | None = None,
-                   mirror: bool = True, device: str | None = None, runtime: str = "auto", **options) -> "Indexer":
+                   mirror: bool = True, device: str | None = None, runtime: str = "auto", precision: str = "auto",
+                   **options) -> "Indexer":
         """An indexer with the index's model: the one asked for, else the one the index was built with,
         else the default. A checkpoint is remembered so that later runs and queries use the same weights.
-        runtime: "onnx", "torch" or "auto" (models.inference.load_inference)."""
+        runtime: "onnx", "torch" or "auto" (models.inference.load_inference); precision: a new index's
+        ("auto", "fp32", "int8"; an existing index keeps its own)."""
         model_name = model_name or store.meta("model") or DEFAULT_MODEL
         checkpoint = checkpoint or store.meta("checkpoint") or None
         checksum = weights_checksum(model_name, checkpoint)  # hashed once: the graph's check reuses it
+        if store.model_bound:
+            store.check_model(model_name, checksum)
+            precision = store.embedding_precision  # new faces must be comparable with the stored ones
         network = load_inference(model_name, checkpoint, device, runtime, mirror_average=mirror,
-                                 weights_sha256=checksum)
+                                 weights_sha256=checksum, precision=precision)
         indexer = cls(store, network, model_name, checksum, checkpoint=checkpoint, **options)
         if checkpoint:
             store.set_meta("checkpoint", os.path.abspath(checkpoint))

@@ -67,7 +67,7 @@ class EmbedFaces:
         from fecsearch.models.inference import load_inference
 
         self.network = load_inference(job.model_name, job.checkpoint, job.device, job.runtime,
-                                      mirror_average=job.mirror, threads=threads)
+                                      mirror_average=job.mirror, threads=threads, precision=job.precision)
         preprocess = self.network.config.preprocess
         self.shape = (preprocess.channels, preprocess.size, preprocess.size)
 

@@ -44,6 +44,7 @@ class ShardModel:
     dim: int
     distance: str
     checkpoint: str | None = None
+    precision: str = "fp32"  # shards written before int8 graphs existed hold fp32 vectors
 
     def metadata(self) -> dict[bytes, bytes]:
         return {b"fecsearch": json.dumps(self.__dict__).encode()}
@@ -114,6 +115,9 @@ def done_images(folder: str | Path, model: ShardModel) -> set[tuple[str, int, fl
         if (stored.model, stored.weights_sha256) != (model.model, model.weights_sha256):
             raise ValueError(f"{shard} holds faces of model '{stored.model}' (weights {stored.weights_sha256[:12]}), "
                              f"not '{model.model}' (weights {model.weights_sha256[:12]}); use another --shards folder")
+        if stored.precision != model.precision:
+            raise ValueError(f"{shard} holds {stored.precision} vectors, not {model.precision}; use another --shards "
+                             f"folder, or --precision {stored.precision}")
         table = pq.read_table(shard, columns=["path", "size", "mtime"])
         done.update(zip(table["path"].to_pylist(), table["size"].to_pylist(), table["mtime"].to_pylist()))
     return done
@@ -162,14 +166,18 @@ def merge_shards(store, folder: str | Path, report=print) -> ShardSummary:
     if not shards:
         raise FileNotFoundError(f"{folder}: no finished shards (shard-*.parquet) to merge")
     models = {ShardModel.of(pq.read_schema(s).metadata, s) for s in shards}
-    if len({(m.model, m.weights_sha256, m.mirror_average) for m in models}) > 1:
+    if len({(m.model, m.weights_sha256, m.mirror_average, m.precision) for m in models}) > 1:
         raise ValueError(f"{folder} holds shards of several models or settings: "
                          f"{', '.join(sorted({m.model for m in models}))}; merge each into its own index")
     model = next(iter(models))
-    store.bind_model(model.model, model.dim, model.distance, model.weights_sha256, model.mirror_average)
+    store.bind_model(model.model, model.dim, model.distance, model.weights_sha256, model.mirror_average,
+                     model.precision)
     if store.meta("mirror_average", "0") != str(int(model.mirror_average)):
         raise ValueError(f"{store.dir} was built {'with' if not model.mirror_average else 'without'} the mirror "
                          f"average and the shards of {folder} were not; use another --index")
+    if store.embedding_precision != model.precision:
+        raise ValueError(f"{store.dir} holds {store.embedding_precision} vectors and the shards of {folder} "
+                         f"{model.precision} ones; use another --index")
     if model.checkpoint:
         store.set_meta("checkpoint", model.checkpoint)
     run_id = store.start_run("merge-shards", str(folder), model.model)
@@ -206,7 +214,8 @@ def shard_model(job) -> ShardModel:
 
     config, _ = trained_config(job.model_name, job.checkpoint)
     return ShardModel(job.model_name, weights_checksum(job.model_name, job.checkpoint), job.mirror,
-                      config.embedding_size, config.distance, os.path.abspath(job.checkpoint) if job.checkpoint else None)
+                      config.embedding_size, config.distance, os.path.abspath(job.checkpoint) if job.checkpoint else None,
+                      job.precision)
 
 
 def index_to_shards(root: str | Path, folder: str | Path, job, engine, chunk_size: int, report=print,

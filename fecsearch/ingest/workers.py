@@ -43,13 +43,14 @@ class IngestJob:
     device: str | None = None
     frame_rate: float | None = None  # videos: frames sampled a second; None: videos are refused
     identities: bool = False  # photos: describe who each face is while its photo is decoded
+    precision: str = "fp32"  # or "int8": the model's int8 graph (models/quantize.py)
 
     def pipeline(self, threads: int | None = 1):
         from fecsearch.models.inference import load_inference
         from fecsearch.models.pipeline import FacePipeline
 
         network = load_inference(self.model_name, self.checkpoint, self.device, self.runtime,
-                                 mirror_average=self.mirror, threads=threads)
+                                 mirror_average=self.mirror, threads=threads, precision=self.precision)
         return FacePipeline(network, self.cropped, self.detector_config, device=network.device,
                             runtime=network.runtime, threads=threads)
 

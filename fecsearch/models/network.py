@@ -72,6 +72,7 @@ class InferenceNetwork:
         self.network = network.to(memory_format=torch.channels_last)
 
     runtime = "torch"
+    precision = "fp32"
 
     @torch.inference_mode()
     def embed(self, faces: torch.Tensor | np.ndarray) -> np.ndarray:

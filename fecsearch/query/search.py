@@ -27,9 +27,9 @@ def load_index_model(store: FaceStore, device: str | None = None, runtime: str =
     if checksum != store.meta("weights_sha256"):
         raise ModelMismatch(f"{store.dir}: the weights of model '{name}' changed since this index was built; "
                             f"rebuild it with `fecsearch index --index {store.dir} ...` into a new folder")
-    # Queries are embedded as the index's faces were: with or without the mirror average.
+    # Queries are embedded as the index's faces were: with or without the mirror average, in its precision.
     network = load_inference(name, checkpoint, device, runtime, mirror_average=store.meta("mirror_average", "0") == "1",
-                             threads=threads, weights_sha256=checksum)
+                             threads=threads, weights_sha256=checksum, precision=store.embedding_precision)
     return network, name
 
 

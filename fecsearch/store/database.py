@@ -3,6 +3,7 @@
 Tables (open the file with sqlite3 or datasette; the columns are in COLUMNS below):
   meta    key/value: schema_version, generation (bumped by every write), model, dim, distance,
           weights_sha256, mirror_average (1 when faces are embedded with their mirror image),
+          precision (fp32, or int8 for the model's int8 graph; absent: fp32),
           checkpoint (weights file, when not the model's shipped ones)
   runs    one row per `fecsearch index` run: when, what, counts, status
   images  one row per file seen: path, size, mtime, sha256, status ok|skipped, error, face count
@@ -183,23 +184,40 @@ class FaceStore(IdentityTables, IntegrityChecks, VectorReads):
         """Bumped by every change to the faces: the FAISS file records the generation it was built from."""
         return int(self.meta("generation", "0"))
 
-    def bind_model(self, name: str, dim: int, distance: str, checksum: str, mirror_average: bool = False) -> bool:
+    def bind_model(self, name: str, dim: int, distance: str, checksum: str, mirror_average: bool = False,
+                   precision: str = "fp32") -> bool:
         """Record the index's model on first use (in one transaction); refuse another model afterwards.
-        Returns whether the index's vectors are mirror averages (what the index recorded wins)."""
-        current = self.meta("model")
-        if current is None or (self.meta("weights_sha256") is None and self.face_count() == 0):
+        Returns whether the index's vectors are mirror averages (what the index recorded wins; so does
+        its precision, `embedding_precision`)."""
+        if not self.model_bound:
             with self.db.conn:
                 self.db.execute("BEGIN IMMEDIATE")
                 for k, v in (("model", name), ("dim", dim), ("distance", distance), ("weights_sha256", checksum),
-                             ("mirror_average", int(mirror_average))):
+                             ("mirror_average", int(mirror_average)), ("precision", precision)):
                     self.db.execute("insert or replace into meta (key, value) values (?, ?)", [k, str(v)])
             return mirror_average
-        if current != name or self.meta("weights_sha256") != checksum:
+        self.check_model(name, checksum)
+        return self.meta("mirror_average", "0") == "1"
+
+    def check_model(self, name: str, checksum: str) -> None:
+        """Raise ModelMismatch if the index has settled on another model or other weights."""
+        current = self.meta("model")
+        if self.model_bound and (current != name or self.meta("weights_sha256") != checksum):
             raise ModelMismatch(
                 f"{self.dir} was built with model '{current}' (weights {self.meta('weights_sha256', '?')[:12]}); "
                 f"it cannot take faces from '{name}' (weights {checksum[:12]}). Use another --index."
             )
-        return self.meta("mirror_average", "0") == "1"
+
+    @property
+    def model_bound(self) -> bool:
+        """Whether the index has settled its model, and with it how its faces are embedded."""
+        return self.meta("model") is not None and (self.meta("weights_sha256") is not None or self.face_count() > 0)
+
+    @property
+    def embedding_precision(self) -> str:
+        """fp32, or int8 (the model's int8 graph): new faces and queries are embedded the same way.
+        Indexes from before int8 graphs existed hold fp32 vectors."""
+        return self.meta("precision", "fp32")
 
     # --- runs ---------------------------------------------------------------------------------
     def start_run(self, command: str, root: str, model: str) -> int:

@@ -270,5 +270,6 @@ class VectorIndex:
 def index_report(store: FaceStore, index: VectorIndex) -> dict:
     """What an index holds, as `fecsearch info`, the Python API and the server report it."""
     return {"model": store.meta("model"), "dim": int(store.meta("dim", "0") or 0), "distance": store.meta("distance"),
-            "mirror_average": store.meta("mirror_average", "0") == "1", **store.counts(),
+            "mirror_average": store.meta("mirror_average", "0") == "1", "precision": store.embedding_precision,
+            **store.counts(),
             "generation": store.generation, "searchable_faces": len(index), "index_type": index.kind}
