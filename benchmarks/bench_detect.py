@@ -1,15 +1,18 @@
-"""Where detection time goes: fecsearch's MTCNN driver against facenet-pytorch's, and threading.
+"""Where detection time goes: fecsearch's MTCNN driver against facenet-pytorch's, runtimes, threads.
 
     uv run python benchmarks/bench_detect.py [--repeat 3]
 
 Detection only (no decoding, no embedding) over the 64 photos of ../shared/data/photos, decoded
-beforehand, median of --repeat turns. Prints JSON:
-  facenet_canvas_*   facenet-pytorch's detect_face on fecsearch's letterboxed canvases
-  driver_*           fecsearch.faces.mtcnn.Cascade on the same canvases (FaceDetector.detect)
-  ..._t1 / _t2       with torch's intra-op pool at 1 or 2 threads, one photo at a time
-  driver_2x1         two Python threads, one photo each, torch at 1 thread (what `index` does)
-  pnet_615_*_ms      P-Net alone on a 615x615 level, channels-last against contiguous
-With --profile it prints instead where facenet-pytorch's detect_face spends its time (cProfile).
+beforehand, median of --repeat turns, every plan once per turn, in turn. Prints JSON (seconds for
+the 64 photos):
+  facenet_canvas       facenet-pytorch's detect_face on fecsearch's letterboxed canvases (torch,
+                       2 threads): the baseline
+  driver_onnx          fecsearch.faces.detect.FaceDetector, the default (ONNX Runtime, every core)
+  driver_onnx_nms_box_by_box   the same with NMS comparing boxes one kept box at a time (as before
+                       it compared every pair at once; faces.mtcnn.NMS_MATRIX_LIMIT = 0)
+  driver_onnx_2x1      two Python threads, one photo each, one ONNX Runtime thread (what `index` does)
+  driver_torch         FaceDetector(runtime="torch"), 2 threads
+With --profile it prints instead where the default driver spends its time (cProfile).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fecsearch.faces import mtcnn
 from fecsearch.faces.detect import FaceDetector
 from fecsearch.faces.images import find_images, load_image
 
@@ -36,57 +40,58 @@ def timed(fn) -> float:
 
 
 def main() -> None:
+    from facenet_pytorch import MTCNN
     from facenet_pytorch.models.utils.detect_face import detect_face
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--profile", action="store_true", help="Profile facenet-pytorch's detect_face and stop.")
+    parser.add_argument("--profile", action="store_true", help="Profile the default driver and stop.")
     args = parser.parse_args()
     images = [load_image(p) for p in find_images(DATA / "photos")[0]]
-    detector = FaceDetector()
-    cascade = detector.cascade
-    canvases = [np.asarray(detector._letterbox(im)[0]) for im in images]
+    default, one_thread, in_torch = FaceDetector(), FaceDetector(threads=1), FaceDetector(runtime="torch")
+    canvases = [np.asarray(default._letterbox(im)[0]) for im in images]
+    theirs = MTCNN(device="cpu")
 
     def facenet():
         with torch.inference_mode():
             for c in canvases:
-                detect_face(c[None], 20, cascade.pnet, cascade.rnet, cascade.onet, [0.6, 0.7, 0.7], 0.709, "cpu")
+                detect_face(c[None], 20, theirs.pnet, theirs.rnet, theirs.onet, [0.6, 0.7, 0.7], 0.709, "cpu")
 
-    def driver():
-        detector.detect(images)
+    def box_by_box():
+        limit, mtcnn.NMS_MATRIX_LIMIT = mtcnn.NMS_MATRIX_LIMIT, 0
+        try:
+            default.detect(images)
+        finally:
+            mtcnn.NMS_MATRIX_LIMIT = limit
 
-    def driver_threads():
+    def two_photos_at_once():
         with ThreadPoolExecutor(2) as pool:
-            list(pool.map(detector.detect_one, images))
+            list(pool.map(one_thread.detect_one, images))
 
     if args.profile:
         import cProfile
         import pstats
 
-        facenet()  # warm up
+        default.detect(images)  # warm up
         profile = cProfile.Profile()
-        profile.runcall(facenet)
-        pstats.Stats(profile).sort_stats("tottime").print_stats(8)
+        profile.runcall(default.detect, images)
+        pstats.Stats(profile).sort_stats("tottime").print_stats(12)
         return
 
-    plans = {"facenet_canvas_t2": (facenet, 2), "facenet_canvas_t1": (facenet, 1),
-             "driver_t2": (driver, 2), "driver_t1": (driver, 1), "driver_2x1": (driver_threads, 1)}
-    driver()  # warm up
+    torch.set_num_threads(2)
+    plans = {"facenet_canvas": facenet, "driver_onnx": lambda: default.detect(images),
+             "driver_onnx_nms_box_by_box": box_by_box, "driver_onnx_2x1": two_photos_at_once,
+             "driver_torch": lambda: in_torch.detect(images)}
+    for fn in plans.values():
+        fn()  # warm up
     times: dict[str, list[float]] = {name: [] for name in plans}
     for _ in range(args.repeat):
-        for name, (fn, threads) in plans.items():
-            torch.set_num_threads(threads)
+        for name, fn in plans.items():
             times[name].append(timed(fn))
-    torch.set_num_threads(2)
     result = {"photos": len(images), "repeat": args.repeat}
     result.update({f"{name}_s": round(statistics.median(t), 2) for name, t in times.items()})
-
-    level = torch.randn(1, 3, 615, 615)
-    for name, x in (("channels_last", level.contiguous(memory_format=torch.channels_last)),
-                    ("contiguous", level.contiguous())):
-        with torch.inference_mode():
-            cascade.pnet(x)
-            result[f"pnet_615_{name}_ms"] = round(timed(lambda: [cascade.pnet(x) for _ in range(20)]) / 20 * 1000, 1)
+    base = statistics.median(times["facenet_canvas"])
+    result.update({f"{name}_x_facenet": round(base / statistics.median(t), 2) for name, t in times.items()})
     print(json.dumps(result, indent=2))
 
 

@@ -7,8 +7,9 @@ those photos in a temporary folder, which the index does not hold, so every quer
 and embeds its face; `warm_by_indexed_file` queries with the indexed files themselves, whose faces
 the index answers without detecting them again. The cold commands are timed in turns, each beside
 `python -c "import torch"` as the baseline (the machine is noisy: the ratio is what compares across
-runs). Queries by image run in both runtimes: ONNX Runtime (the default) and torch (--runtime
-torch), cold and warm.
+runs). Queries by image run on the default index (int8 vectors, ONNX Runtime) and on a second index
+of the same photos built with --precision fp32, in ONNX Runtime and in torch (--runtime torch,
+which cannot make int8 vectors), cold and warm.
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def main() -> None:
     parser.add_argument("--cold", type=int, default=5)
     parser.add_argument("--warm", type=int, default=50)
     args = parser.parse_args()
-    index = photos_index(args.index)
+    index = photos_index(args.index)  # the default: int8 vectors
+    float_index = photos_index(None, "--precision", "fp32")  # what torch can query
     indexed = sorted(DATA.glob("*.jpg"))
     copies = Path(tempfile.mkdtemp())
     photos = [Path(shutil.copy(p, copies / p.name)) for p in indexed]  # new files to the index
@@ -49,23 +51,27 @@ def main() -> None:
         "import_torch_baseline": [sys.executable, "-c", "import torch"],
         "help": fecsearch + ["--help"],
         "query_by_id": fecsearch + ["query", "--id", "1", "--index", str(index), "--json"],
-        "query_by_image": None,  # one of the photos, in turn (ONNX Runtime, the default)
-        "query_by_image_torch": ["--runtime", "torch"],
+        # one of the photos, in turn: ONNX Runtime on the default index (int8), on a float index,
+        # and torch on the float index
+        "query_by_image": (index, []),
+        "query_by_image_fp32": (float_index, []),
+        "query_by_image_torch": (float_index, ["--runtime", "torch"]),
     }
     cold = {name: [] for name in commands}
     for i in range(args.cold):
         for name, command in commands.items():
-            if command is None or command[0] == "--runtime":
-                command = fecsearch + ["query", str(photos[i % len(photos)]), "--index", str(index), "--json",
-                                       *(command or [])]
+            if isinstance(command, tuple):
+                command = fecsearch + ["query", str(photos[i % len(photos)]), "--index", str(command[0]), "--json",
+                                       *command[1]]
             start = time.perf_counter()
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
             cold[name].append(time.perf_counter() - start)
     base = np.median(cold["import_torch_baseline"])
     cold_report = {name: {**pct(v), "x_import_torch": round(float(np.median(v) / base), 2)} for name, v in cold.items()}
     report = {"cold_process": cold_report}
-    for runtime in ("onnx", "torch"):
-        searcher = Searcher(index, runtime=runtime)
+    for name, runtime, searched in (("onnx_int8", "onnx", index), ("onnx_fp32", "onnx", float_index),
+                                    ("torch", "torch", float_index)):
+        searcher = Searcher(searched, runtime=runtime)
         searcher.query_image(photos[0])  # loads the model: the cold numbers above count that
         warm_image, warm_id = [], []
         for i in range(args.warm):
@@ -78,8 +84,10 @@ def main() -> None:
             q = searcher.query_face_id(1 + i % 60)
             searcher.search(q.vector, 10)
             warm_id.append(time.perf_counter() - start)
-        report[f"warm_by_image_{runtime}"] = pct(warm_image)
-        report[f"warm_by_face_id_{runtime}"] = pct(warm_id)
+        report[f"warm_by_image_{name}"] = pct(warm_image)
+        report[f"warm_by_face_id_{name}"] = pct(warm_id)
+    searcher = Searcher(index)
+    searcher.query_image(photos[0])
     warm_indexed = []
     for i in range(args.warm):
         start = time.perf_counter()

@@ -10,12 +10,13 @@ from pathlib import Path
 PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos"
 
 
-def photos_index(index: Path | None) -> Path:
-    """`index` when it already holds an index, else a fresh index of the photos (built in a temp folder)."""
+def photos_index(index: Path | None, *options: str) -> Path:
+    """`index` when it already holds an index, else a fresh index of the photos (built in a temp folder,
+    with `fecsearch index` options such as "--precision", "fp32")."""
     index = index or Path(tempfile.mkdtemp()) / "idx"
     if not (index / "faces.db").exists():
-        subprocess.run([sys.executable, "-m", "fecsearch", "index", str(PHOTOS), "--index", str(index), "--quiet"],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-m", "fecsearch", "index", str(PHOTOS), "--index", str(index), "--quiet",
+                        *options], check=True, stdout=subprocess.DEVNULL)
     return index
 
 

@@ -148,6 +148,12 @@ def test_embed_writes_npz(few_photos, tmp_path):
     assert list(data["paths"]).count(str(few_photos / "couple.jpg")) == 2
     assert data["boxes"].shape == (4, 4)
     assert np.allclose(np.linalg.norm(data["embeddings"], axis=1), 1, atol=1e-4)
+    # --precision int8 gives an int8 index's vectors: near the float ones, not equal to them
+    run_cli("embed", few_photos, "--out", tmp_path / "int8.npz", "--precision", "int8")
+    int8 = np.load(tmp_path / "int8.npz")
+    assert str(int8["precision"]) == "int8" and list(int8["paths"]) == list(data["paths"])
+    assert 1e-4 < np.abs(int8["embeddings"] - data["embeddings"]).max() and \
+        np.linalg.norm(int8["embeddings"] - data["embeddings"], axis=1).max() < 0.1
 
 
 def test_missing_index_is_one_sentence(tmp_path):

@@ -66,14 +66,14 @@ def device_option(f):
                                                        "else cpu).")(f)
 
 
-def load_network(model_name, checkpoint, device=None, runtime="auto", mirror=None):
+def load_network(model_name, checkpoint, device=None, runtime="auto", mirror=None, precision="fp32"):
     """A model ready to embed (models.inference.load_inference), or one sentence saying why not."""
     from fecsearch.models.config import MissingWeights
     from fecsearch.models.inference import load_inference
     from fecsearch.runtime.onnx import RuntimeUnavailable
 
     try:
-        return load_inference(model_name, checkpoint, device, runtime, mirror_average=mirror)
+        return load_inference(model_name, checkpoint, device, runtime, mirror_average=mirror, precision=precision)
     except (MissingWeights, KeyError, RuntimeUnavailable, ValueError) as err:
         fail(str(err).strip("'\""))
 

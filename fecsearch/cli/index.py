@@ -268,9 +268,12 @@ def describe_identities(store, device, runtime, quiet: bool):
 @click.option("--model", "model_name", default=None, help="Embedding model (default: fecnet-lite-16d).")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.option("--cropped", is_flag=True, help="Each image already is one face crop: no detection.")
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
+              help="int8: the model's int8 graph, as indexes built with it embed (`fecsearch info` says an index's).")
 @detector_options
 @device_option
-def embed(paths, out, model_name, checkpoint, cropped, min_face, min_prob, thresholds, canvas, device, runtime):
+def embed(paths, out, model_name, checkpoint, cropped, precision, min_face, min_prob, thresholds, canvas, device,
+          runtime):
     """Embeddings of every face in PATHS (files or folders), without an index.
 
     The .npz holds `paths` (each face's source image), `embeddings` (float32, [n, d]) and
@@ -286,7 +289,7 @@ def embed(paths, out, model_name, checkpoint, cropped, min_face, min_prob, thres
     from fecsearch.models.config import DEFAULT_MODEL
     from fecsearch.models.pipeline import FacePipeline, embed_files
 
-    network = load_network(model_name or DEFAULT_MODEL, checkpoint, device, runtime)
+    network = load_network(model_name or DEFAULT_MODEL, checkpoint, device, runtime, precision=precision)
     pipeline = FacePipeline(network, cropped, make_detector_config(min_face, min_prob, thresholds, canvas),
                             device=network.device, runtime=network.runtime)
     files, skipped = [], []
@@ -301,7 +304,8 @@ def embed(paths, out, model_name, checkpoint, cropped, min_face, min_prob, thres
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp.npz")
     np.savez(tmp, paths=np.array(faces.paths), embeddings=faces.vectors.astype(np.float32),
-             boxes=np.array(faces.boxes, np.float32).reshape(-1, 4), model=model_name)
+             boxes=np.array(faces.boxes, np.float32).reshape(-1, 4), model=model_name or DEFAULT_MODEL,
+             precision=precision)
     tmp.replace(out)
     click.echo(f"{len(faces.paths)} faces from {len(files) - len(faces.skipped)} images -> {out} "
                f"({len(skipped)} skipped)")
