@@ -240,3 +240,24 @@ def test_cuda_is_asked_of_onnx_runtime_only_where_it_has_it(monkeypatch):
     assert providers("cuda:1") == [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
     with pytest.raises(ValueError, match="unknown device"):
         providers("tpu")
+
+
+def test_int8_is_chosen_on_a_cpu_only(monkeypatch):
+    """Checked without a GPU: auto gives int8 where ONNX Runtime runs the model on the CPU and the
+    model has an int8 graph, fp32 on CUDA, with torch, or without the graph; asked for, it is kept."""
+    import onnxruntime
+
+    from fecsearch.models.inference import choose_precision
+
+    lite = weights_path(get_config("fecnet-lite-16d"))
+    classifier = weights_path(get_config("affnet-lite-cl-p"))  # no int8 graph
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert choose_precision("auto", lite) == choose_precision("auto", lite, "onnx", "cpu") == "int8"
+    assert choose_precision("auto", lite, "torch") == choose_precision("auto", classifier) == "fp32"
+    assert choose_precision("fp32", lite) == "fp32" and choose_precision("int8", classifier) == "int8"
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert choose_precision("auto", lite) == choose_precision("auto", lite, "auto", "cuda:0") == "fp32"
+    assert choose_precision("auto", lite, "auto", "cpu") == "int8"
+    with pytest.raises(ValueError, match="unknown precision"):
+        choose_precision("int4", lite)

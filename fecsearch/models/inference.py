@@ -35,7 +35,9 @@ def choose_precision(wanted: str, weights: Path, runtime: str = "auto", device: 
     """The precision a new index embeds with: "auto" takes int8 where the model has an int8 graph and
     ONNX Runtime runs it on the CPU (1.5x the faces/s there, the same accuracy: models/quantize.py),
     fp32 otherwise (a GPU gains nothing from it); "fp32" and "int8" are taken as asked. An index
-    keeps its precision: one begun in int8 on a CPU runs the same int8 graph on a GPU later."""
+    keeps its precision: one begun in int8 on a CPU runs the same int8 graph on a GPU later, where
+    ONNX Runtime's CUDA provider computes its quantise-dequantise pairs in float (not run on a GPU
+    here)."""
     if wanted not in PRECISIONS:
         raise ValueError(f"unknown precision '{wanted}' ({', '.join(PRECISIONS)})")
     if wanted != "auto":
