@@ -123,6 +123,18 @@ def test_the_int8_graph_is_rebuilt_exactly_and_embeds_like_the_float_one(tmp_pat
     assert accuracy["fp32"] > 0.7 and abs(accuracy["int8"] - accuracy["fp32"]) <= 0.01
 
 
+def test_an_int8_graph_is_refused_when_missing_or_older_than_its_weights(tmp_path):
+    from fecsearch.models.quantize import int8_path
+
+    mine = tmp_path / "mine.safetensors"
+    shutil.copy(weights_path(get_config("affnet-lite-cl-p")), mine)
+    with pytest.raises(StaleGraph, match="has no int8 graph mine.int8.onnx"):
+        load_inference("affnet-lite-cl-p", mine, device="cpu", precision="int8")
+    shutil.copy(int8_path(weights_path(get_config("fecnet-lite-16d"))), int8_path(mine))  # another model's
+    with pytest.raises(StaleGraph, match="then `python -m fecsearch.models.quantize --weights"):
+        load_inference("affnet-lite-cl-p", mine, device="cpu", precision="int8")
+
+
 def test_a_new_index_embeds_in_int8_and_keeps_its_precision(tmp_path, ferplus_valid):
     """auto: a new index of a model with an int8 graph is int8; queries, later runs and the info report
     follow what the index recorded; --precision fp32 makes a float index; an index from before int8

@@ -71,8 +71,11 @@ class OnnxNetwork:
         self.session = session(graph, device, threads)
         made_from = self.session.get_modelmeta().custom_metadata_map.get("weights_sha256")
         if made_from != (weights_sha256 or file_sha256(weights)):
+            again = (f"`python -m fecsearch.models.onnx_export --weights {weights}`, then `python -m "
+                     f"fecsearch.models.quantize --weights {weights} --calibration FACES`" if precision == "int8" else
+                     f"`python -m fecsearch.models.onnx_export --weights {weights}`, or use --runtime torch")
             raise StaleGraph(f"{graph} was exported from other weights than {weights.name}; export it again with "
-                             f"`python -m fecsearch.models.onnx_export --weights {weights}`, or use --runtime torch")
+                             f"{again}")
         self.config, self.device, self.precision = config, device, precision
         self.output = "embedding" if config.family == "fecnet" else config.output
 
