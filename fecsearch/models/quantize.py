@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fecsearch.faces.images import IMAGE_SUFFIXES, file_sha256
+from fecsearch.faces.images import file_sha256, find_images, load_image
 from fecsearch.models.config import WEIGHTS_DIR, ModelConfig, read_checkpoint_config
 
 CALIBRATION_FACES = 1024
@@ -50,25 +50,15 @@ def int8_path(weights: Path) -> Path:
     return Path(weights).with_suffix(".int8.onnx")
 
 
-def face_files(folder: Path) -> list[Path]:
-    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def prepared(paths: list[Path], config: ModelConfig) -> np.ndarray:
-    from PIL import Image
-
     from fecsearch.models.preprocess import prepare_face_arrays
 
-    images = []
-    for p in paths:
-        with Image.open(p) as image:
-            images.append(image.convert("RGB"))
-    return prepare_face_arrays(images, config.preprocess)
+    return prepare_face_arrays([load_image(p) for p in paths], config.preprocess)
 
 
 def calibration_and_check(folder: Path, config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
     """CALIBRATION_FACES faces drawn with a fixed seed for calibration, and CHECK_FACES others."""
-    files = face_files(folder)
+    files = find_images(folder)[0]
     if len(files) < CALIBRATION_FACES + CHECK_FACES:
         raise SystemExit(f"{folder}: {len(files)} face images; calibration needs at least "
                          f"{CALIBRATION_FACES + CHECK_FACES}")
@@ -76,12 +66,8 @@ def calibration_and_check(folder: Path, config: ModelConfig) -> tuple[np.ndarray
     return prepared(drawn[:CALIBRATION_FACES], config), prepared(drawn[CALIBRATION_FACES:], config)
 
 
-def unit(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-
-
 def embed_both(graph: Path, faces: np.ndarray) -> np.ndarray:
-    """The graph's first output (an embedding, or a classifier's penultimate layer) for every face."""
+    """The graph's embedding (unit vectors) of every face."""
     from fecsearch.runtime.onnx import session
 
     s = session(graph)
@@ -99,6 +85,8 @@ def quantise(weights: Path, calibration: Path) -> dict:
     from fecsearch.models.inference import graph_path
 
     config = read_checkpoint_config(weights)
+    if config.family != "fecnet":
+        raise SystemExit(f"{weights.name}: a {config.family} model; only FECNet embeddings are quantised")
     source = graph_path(weights)
     source_meta = {p.key: p.value for p in onnx.load(str(source)).metadata_props}
     if source_meta.get("weights_sha256") != file_sha256(weights):
@@ -129,8 +117,7 @@ def quantise(weights: Path, calibration: Path) -> dict:
             entry = graph.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.save(graph, str(written))
-        # on unit vectors: an embedding is one already, a classifier's penultimate layer is compared by cosine
-        moved = np.linalg.norm(unit(embed_both(written, check)) - unit(embed_both(source, check)), axis=1)
+        moved = np.linalg.norm(embed_both(written, check) - embed_both(source, check), axis=1)
         report = {"graph": out.name, "median": float(np.median(moved)), "p99": float(np.percentile(moved, 99)),
                   "max": float(moved.max())}
         if report["p99"] > INT8_TOLERANCE:
