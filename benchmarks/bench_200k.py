@@ -11,12 +11,15 @@ brighter or darker), written once as PNG files under --work and reused by later 
   queries     warm, in one process (fecsearch.open_index): by face id and by image, p50/p95;
   baseline    the same process's time to embed 2,000 of the faces with the model alone
               (models.pipeline.embed_files), so that faces/s compares across machines and runs;
-              in the index's precision, and in fp32 (the float graph) for the ratio between them.
+              in the index's precision, and in fp32 (the float graph) for the ratio between them;
+              and in one ONNX Runtime session with a thread per core (how indexing ran the
+              network before its embedding lanes), the baseline that does not move with them.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -124,6 +127,14 @@ def main() -> None:
     embed_files(pipeline, sample)
     report["baseline_embed_faces_per_s"] = round(len(sample) / (time.perf_counter() - start), 1)
     report["index_over_baseline"] = round(report["index"]["faces_per_s_wall"] / report["baseline_embed_faces_per_s"], 2)
+    # the network as indexing ran it before embedding lanes: one session, ONNX Runtime's threads on every core
+    one_session = load_inference(DEFAULT_MODEL, device="cpu", mirror_average=not args.no_mirror,
+                                 precision=report["precision"], threads=os.cpu_count())
+    start = time.perf_counter()
+    embed_files(FacePipeline(one_session, cropped=True, device="cpu", runtime=one_session.runtime), sample)
+    report["one_session_embed_faces_per_s"] = round(len(sample) / (time.perf_counter() - start), 1)
+    report["index_over_one_session"] = round(report["index"]["faces_per_s_wall"]
+                                             / report["one_session_embed_faces_per_s"], 2)
     fp32 = load_inference(DEFAULT_MODEL, device="cpu", mirror_average=not args.no_mirror, precision="fp32")
     start = time.perf_counter()
     embed_files(FacePipeline(fp32, cropped=True, device="cpu", runtime=fp32.runtime), sample)

@@ -117,6 +117,24 @@ def test_alignment_puts_eyes_where_the_geometry_says(roll, geometry):
     assert abs((ly + ry) / 2 - geometry.eye_center_y * geometry.size) < tolerance
 
 
+@pytest.mark.parametrize("eyes", [((420.0, 515.0), (640.0, 560.0)),  # a large face: blocks of 16 averaged
+                                  ((30.0, 40.0), (250.0, 20.0)),  # at the photo's corner, half off it
+                                  ((700.0, 1300.0), (760.0, 1310.0))])  # near the bottom edge, blocks of 4
+def test_alignment_of_a_large_face_reads_only_the_pixels_around_it(eyes, monkeypatch):
+    """Shrinking a large face averages blocks of only the part of the photo the crop reads: the same
+    crop, to the pixel, as averaging the whole photo's blocks (photo of odd sizes, random pixels)."""
+    from fecsearch.faces import align
+
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (1333, 1001, 3), dtype=np.uint8))
+    geometry = PAPER_GEOMETRY.scaled(48)
+    crop = np.asarray(align_face(photo, *eyes, geometry))
+    monkeypatch.setattr(align, "_around_crop", lambda image, coeffs, size, factor: (image, (0, 0)))
+    whole = np.asarray(align_face(photo, *eyes, geometry))
+    assert crop.shape == (48, 48, 3)
+    assert np.array_equal(crop, whole)
+
+
 def test_paper_geometry_is_55px_in_224():
     assert (PAPER_GEOMETRY.size, PAPER_GEOMETRY.eye_distance) == (224, 55)
     assert PAPER_GEOMETRY.scaled(112).eye_distance == pytest.approx(27.5)

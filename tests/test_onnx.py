@@ -87,6 +87,24 @@ def test_shipped_graphs_are_current():
         OnnxNetwork(get_config(name), weights_path(get_config(name)), "cpu")
 
 
+@pytest.mark.parametrize("cores", [2, 3])
+def test_embedding_lanes_give_one_sessions_vectors(cores, monkeypatch, ferplus_valid):
+    """Bulk embedding on a CPU spreads batches over one single-threaded session per core; the vectors
+    come back in order and equal those of one session (int8 and float graphs, 5 batches and a part)."""
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    config = get_config("fecnet-lite-16d")
+    faces = prepare_face_arrays([load_image(f) for f in sorted(ferplus_valid.glob("*.png"))[:5 * 64 + 17]],
+                                config.preprocess)
+    for precision in ("int8", "fp32"):
+        lanes = load_inference("fecnet-lite-16d", device="cpu", runtime="onnx", precision=precision)
+        one = load_inference("fecnet-lite-16d", device="cpu", runtime="onnx", precision=precision, threads=2)
+        assert (len(lanes.sessions), len(one.sessions)) == (cores, 1)
+        vectors = lanes.embed(faces)
+        assert vectors.shape == (len(faces), 16)
+        np.testing.assert_allclose(vectors, one.embed(faces), atol=1e-6)
+        np.testing.assert_allclose(lanes.embed(faces[:3]), vectors[:3], atol=1e-6)
+
+
 def test_the_int8_graph_is_rebuilt_exactly_and_embeds_like_the_float_one(tmp_path, ferplus_train, ferplus_valid,
                                                                          ckplus):
     """`python -m fecsearch.models.quantize` rebuilds the shipped int8 graph byte for byte from the

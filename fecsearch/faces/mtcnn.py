@@ -146,7 +146,7 @@ class Cascade:
         Returns boxes [n, 5] (x1, y1, x2, y2, probability) and landmarks [n, 5, 2].
         """
         region = region or (0, 0, canvas.width, canvas.height)
-        canvas = AreaSampler(canvas.convert("RGB"))
+        canvas = AreaSampler(canvas if canvas.mode == "RGB" else canvas.convert("RGB"))  # convert() copies
         boxes = self._propose(canvas, region)
         if len(boxes):
             boxes = self._refine(canvas, boxes)

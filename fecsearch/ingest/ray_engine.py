@@ -31,21 +31,14 @@ class FindFaces:
     """Ray Data actor: files -> their faces' boxes, landmarks and prepared crops."""
 
     def __init__(self, job: IngestJob):
-        from fecsearch.models.preprocess import prepare_face_arrays
-
         self.pipeline = job.pipeline(threads=1)
-        self.prepare = prepare_face_arrays
 
     def __call__(self, batch: dict) -> dict:
         out = {k: [] for k in ("path", "size", "mtime", "sha256", "width", "height", "error", "faces", "crops")}
         for path, size, mtime in zip(batch["path"], batch["size"], batch["mtime"]):
             decoded = find_faces_of(self.pipeline, (Path(path), int(size), float(mtime)))
-            faces = []
-            if decoded.error is None and self.pipeline.cropped:
-                decoded.faces = self.pipeline.find_faces([decoded.image])[0]
-            if decoded.error is None:
-                faces = decoded.faces
-            crops = self.prepare([f.crop for f in faces], self.pipeline.preprocess) if faces else None
+            faces = decoded.faces if decoded.error is None else []
+            crops = decoded.prepared if faces else None  # FacePipeline.prepare's, made by find_faces_of
             out["path"].append(str(path))
             out["size"].append(int(size))
             out["mtime"].append(float(mtime))

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
+
 from fecsearch.faces.images import BadImage, decode_image, original_size, read_bytes
 
 
@@ -29,6 +31,7 @@ class Decoded:
     vectors: object = None  # (faces, d) float32, once embedded
     times: list | None = None  # videos: every sampled time (faces carry their own .time)
     warning: str | None = None  # indexed, but with something to tell (a video's damaged stretch)
+    prepared: object = None  # the faces' network input (FacePipeline.prepare), made in the worker
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,13 @@ def find_faces_of(pipeline, item: tuple[Path, int, float], frame_rate: float | N
     if is_video(item[0]):
         return find_faces_in_video(pipeline, item, frame_rate)
     decoded = decode_file(item)
-    if decoded.error is None and not pipeline.cropped:
+    if decoded.error is None and pipeline.cropped:
+        # the crop is the face: prepared here, in parallel, rather than by the thread that embeds
+        decoded.faces, decoded.image = pipeline.find_faces([decoded.image])[0], None
+        decoded.prepared = pipeline.prepare(decoded.faces)
+    elif decoded.error is None:
         decoded.faces = pipeline.find_faces([decoded.image])[0]
+        decoded.prepared = pipeline.prepare(decoded.faces)
         if identities:  # cropped now, described with the chunk (embed_chunk): no second decode later
             from fecsearch.faces.images import original_scale
             from fecsearch.models.identity import identity_crop
@@ -145,10 +153,17 @@ def describe_faces(pipeline, faces: list) -> None:
 def embed_chunk(pipeline, items: list[Decoded]) -> list[Decoded]:
     """Embed the faces of a chunk of decoded images in batches (crops: each image is its face)."""
     good = [d for d in items if d.error is None]
-    if pipeline.cropped and good:
-        for d, faces in zip(good, pipeline.find_faces([d.image for d in good])):
+    waiting = [d for d in good if d.faces is None]  # crops decoded elsewhere (Ray's tasks)
+    if pipeline.cropped and waiting:
+        for d, faces in zip(waiting, pipeline.find_faces([d.image for d in waiting])):
             d.faces, d.image = faces, None
-    vectors = pipeline.embed([f for d in good for f in d.faces])
+    faces = [f for d in good for f in d.faces]
+    prepared = None
+    if faces and all(d.prepared is not None for d in good):
+        prepared = np.concatenate([d.prepared for d in good])
+        for d in good:
+            d.prepared = None
+    vectors = pipeline.embed(faces, prepared)
     describe_faces(pipeline, [f for d in good for f in d.faces if f.identity_crop is not None])
     start = 0
     for d in good:
@@ -217,13 +232,20 @@ class ThreadEngine:
 
     def run(self, job: IngestJob, pipeline, items: list, chunk_size: int) -> Iterator[list[Decoded]]:
         """Chunks of embedded images, in the order of `items`. `pipeline`: the indexer's own."""
-        with ThreadPoolExecutor(self.workers) as pool, torch_threads(None if job.cropped else 1):
+        # One chunk is embedded in the background while the caller writes the one before it.
+        with ThreadPoolExecutor(self.workers) as pool, ThreadPoolExecutor(1, "embed") as embedder, \
+                torch_threads(None if job.cropped else 1):
             chunk: list[Decoded] = []
+            embedding = None
             for item in decode_ahead(pool, items, 2 * chunk_size,
                                      lambda item: find_faces_of(pipeline, item, job.frame_rate, job.identities)):
                 chunk.append(item)
                 if len(chunk) == chunk_size:
-                    yield embed_chunk(pipeline, chunk)
+                    previous, embedding = embedding, embedder.submit(embed_chunk, pipeline, chunk)
                     chunk = []
+                    if previous is not None:
+                        yield previous.result()
+            if embedding is not None:
+                yield embedding.result()
             if chunk:
                 yield embed_chunk(pipeline, chunk)

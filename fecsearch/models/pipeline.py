@@ -71,11 +71,15 @@ class FacePipeline:
         landmarks = face.landmarks * scale if face.landmarks is not None else None
         return FoundFace(box, face.probability, landmarks, crop)
 
-    def embed(self, faces: list[FoundFace]) -> np.ndarray:
+    def prepare(self, faces: list[FoundFace]) -> np.ndarray:
+        """The faces' crops as the network's input (models.preprocess.prepare_face_arrays)."""
+        return prepare_face_arrays([f.crop for f in faces], self.preprocess)
+
+    def embed(self, faces: list[FoundFace], prepared: np.ndarray | None = None) -> np.ndarray:
+        """The faces' vectors; `prepared`: their crops already prepared (indexing's workers do it)."""
         if not faces:
             return np.zeros((0, self.config.embedding_size), np.float32)
-        batch = prepare_face_arrays([f.crop for f in faces], self.preprocess)
-        return self.network.embed(batch)
+        return self.network.embed(self.prepare(faces) if prepared is None else prepared)
 
 
 @dataclass
