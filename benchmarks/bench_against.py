@@ -1,17 +1,20 @@
 """`fecsearch index` of one folder by this checkout and by an earlier commit, in turns: wall time and
 faces/s of each (of the whole command, and of indexing alone as its --json summary says), and their ratio (the machine is noisy; the ratio is what compares across runs).
 
-    uv run python benchmarks/bench_against.py --base REV [--rounds 3] [--cropped] FOLDER
+    uv run python benchmarks/bench_against.py --base REV [--rounds 3] [--cropped] [--compare] FOLDER
 
 The earlier commit is checked out with `git worktree` in a temporary folder and run with this
 environment's Python from there, so `python -m fecsearch` imports its code. Each run indexes into a
-fresh temporary index (no file is skipped as unchanged).
+fresh temporary index (no file is skipped as unchanged). --compare keeps the last round's two
+indexes and says how far this checkout's faces moved from the earlier commit's: the faces both
+found, the largest change of a box corner in pixels, and how far each unit vector moved.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -22,18 +25,45 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def index_once(tree: Path, folder: Path, cropped: bool) -> dict:
-    index = Path(tempfile.mkdtemp()) / "idx"
+def index_once(tree: Path, folder: Path, cropped: bool, keep: Path | None = None) -> dict:
+    index = keep or Path(tempfile.mkdtemp()) / "idx"
     command = [sys.executable, "-m", "fecsearch", "index", str(folder), "--index", str(index), "--quiet", "--json"]
     start = time.perf_counter()
     done = subprocess.run(command + (["--cropped"] if cropped else []), cwd=tree, capture_output=True, text=True,
                           check=True)
     wall = time.perf_counter() - start
-    shutil.rmtree(index.parent)
+    if keep is None:
+        shutil.rmtree(index.parent)
     summary = json.loads(done.stdout)
     # faces/s of the whole command, start-up included, and of indexing alone (its own summary's)
     return {"wall_s": wall, "faces": summary["faces_added"], "faces_per_s": summary["faces_added"] / wall,
             "indexing_faces_per_s": summary["faces_per_second"]}
+
+
+def stored_faces(index: Path) -> dict:
+    """(path, face number) -> (box, vector) of an index's faces."""
+    import numpy as np
+
+    with sqlite3.connect(index / "faces.db") as db:
+        rows = db.execute("SELECT i.path, f.face_index, f.x1, f.y1, f.x2, f.y2, f.embedding FROM faces f "
+                          "JOIN images i ON i.id = f.image_id").fetchall()
+    return {(r[0], r[1]): (np.array(r[2:6]), np.frombuffer(r[6], np.float32)) for r in rows}
+
+
+def compare(base_index: Path, this_index: Path) -> dict:
+    """How far this checkout's faces are from the earlier commit's: the same faces found, boxes moved,
+    vectors moved (L2 between unit vectors)."""
+    import numpy as np
+
+    base, this = stored_faces(base_index), stored_faces(this_index)
+    both = sorted(set(base) & set(this))
+    box = np.array([np.abs(base[k][0] - this[k][0]).max() for k in both])
+    moved = np.array([np.linalg.norm(base[k][1] - this[k][1]) for k in both])
+    return {"faces_base": len(base), "faces_this": len(this), "faces_in_both": len(both),
+            "box_moved_px_max": round(float(box.max()), 3) if len(both) else None,
+            "vector_moved_p50": round(float(np.median(moved)), 4) if len(both) else None,
+            "vector_moved_p90": round(float(np.percentile(moved, 90)), 4) if len(both) else None,
+            "vector_moved_max": round(float(moved.max()), 4) if len(both) else None}
 
 
 def main() -> None:
@@ -42,14 +72,18 @@ def main() -> None:
     parser.add_argument("--base", required=True, help="the commit to compare with")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cropped", action="store_true")
+    parser.add_argument("--compare", action="store_true",
+                        help="also compare the faces of the last round's two indexes: boxes and vectors moved")
     args = parser.parse_args()
-    base = Path(tempfile.mkdtemp()) / "base"
+    work = Path(tempfile.mkdtemp())
+    base = work / "base"
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(base), args.base], check=True)
     runs = {"base": [], "this": []}
     try:
-        for _ in range(args.rounds):
+        for round_ in range(args.rounds):
             for name, tree in (("base", base), ("this", ROOT)):
-                runs[name].append(index_once(tree, args.folder.resolve(), args.cropped))
+                keep = work / f"index-{name}" if args.compare and round_ == args.rounds - 1 else None
+                runs[name].append(index_once(tree, args.folder.resolve(), args.cropped, keep))
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=True)
     report = {"folder": str(args.folder), "base": args.base, "rounds": args.rounds}
@@ -61,6 +95,9 @@ def main() -> None:
                                                                                for r in rows), 1)}
     for key in ("median_faces_per_s", "median_indexing_faces_per_s"):
         report[f"this_over_base_{key[7:]}"] = round(report["this"][key] / report["base"][key], 2)
+    if args.compare:
+        report["faces_moved"] = compare(work / "index-base", work / "index-this")
+    shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(report, indent=2))
 
 

@@ -69,8 +69,8 @@ class OnnxNetwork:
             raise StaleGraph(f"{weights} has no exported graph {graph.name}; write it with "
                              f"`python -m fecsearch.models.onnx_export --weights {weights}`, or use --runtime torch")
         # Bulk embedding on a CPU runs one single-threaded session per core, each on its own batches:
-        # these small convolutions gain 1.75x from a second ONNX Runtime thread and 2x from a second
-        # batch on the other core (benchmarks/RESULTS.md, "Embedding lanes").
+        # these small convolutions share out better by batch than within one run (1.1x the faces/s
+        # of one session with a thread per core: benchmarks/RESULTS.md, "Embedding lanes").
         lanes = cpu_lanes(device, threads)
         self.sessions = [session(graph, device, 1 if lanes > 1 else threads) for _ in range(lanes)]
         self.session = self.sessions[0]
