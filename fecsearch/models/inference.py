@@ -71,10 +71,11 @@ class OnnxNetwork:
         # Bulk embedding on a CPU runs one single-threaded session per core, each on its own batches:
         # these small convolutions share out better by batch than within one run (1.1x the faces/s
         # of one session with a thread per core: benchmarks/RESULTS.md, "Embedding lanes").
-        lanes = cpu_lanes(device, threads)
-        self.sessions = [session(graph, device, 1 if lanes > 1 else threads) for _ in range(lanes)]
+        # The other lanes open on the first call with several batches: a query embeds one face.
+        self.lanes = cpu_lanes(device, threads)
+        self.sessions = [session(graph, device, 1 if self.lanes > 1 else threads)]
         self.session = self.sessions[0]
-        self._pool = None
+        self._graph, self._pool = graph, None
         made_from = self.session.get_modelmeta().custom_metadata_map.get("weights_sha256")
         if made_from != (weights_sha256 or file_sha256(weights)):
             again = (f"`python -m fecsearch.models.onnx_export --weights {weights}`, then `python -m "
@@ -84,6 +85,16 @@ class OnnxNetwork:
                              f"{again}")
         self.config, self.device, self.precision = config, device, precision
         self.output = "embedding" if config.family == "fecnet" else config.output
+
+    def _open_lanes(self) -> None:
+        if self._pool is not None:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        from fecsearch.runtime.onnx import session
+
+        self.sessions += [session(self._graph, self.device, 1) for _ in range(self.lanes - len(self.sessions))]
+        self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="embed-lane")
 
     def _run(self, faces: np.ndarray, lane: int = 0) -> np.ndarray:
         return self.sessions[lane].run([self.output], {"image": faces})[0]
@@ -100,15 +111,12 @@ class OnnxNetwork:
         batches = [faces[i:i + self.batch_size] for i in range(0, len(faces), self.batch_size)]
         if not batches:
             return np.zeros((0, self.config.embedding_size), np.float32)
-        lanes = min(len(self.sessions), len(batches))
+        lanes = min(self.lanes, len(batches))
         if lanes == 1:
             out = [self._embed_batch(b) for b in batches]
         else:
             # lane k embeds batches k, k + lanes, ...; ONNX Runtime lets the GIL go while it runs
-            if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                self._pool = ThreadPoolExecutor(len(self.sessions), thread_name_prefix="embed-lane")
+            self._open_lanes()
             done = list(self._pool.map(lambda k: [self._embed_batch(b, k) for b in batches[k::lanes]], range(lanes)))
             out = [done[i % lanes][i // lanes] for i in range(len(batches))]
         return np.concatenate(out).astype(np.float32)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from fecsearch.faces.images import load_image, original_scale
 
@@ -32,6 +32,8 @@ def face_thumbnail(path: str, box, size: int = TILE, margin: float = 0.15, time:
 def contact_sheet(tiles: list[tuple[Image.Image, str]], out: str | Path, columns: int = 6,
                   outline_first: bool = True) -> Path:
     """Lay out (image, caption) tiles in a grid and save it; the first tile is outlined as the query."""
+    from PIL import ImageDraw, ImageFont  # here: a query without --sheet should not load fonts (40 ms cold)
+
     font = ImageFont.load_default()
     rows = -(-len(tiles) // columns)
     sheet = Image.new("RGB", (columns * TILE, rows * (TILE + LABEL)), "white")
