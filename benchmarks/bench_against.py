@@ -1,7 +1,8 @@
 """`fecsearch index` of one folder by this checkout and by an earlier commit, in turns: wall time and
 faces/s of each (of the whole command, and of indexing alone as its --json summary says), and their ratio (the machine is noisy; the ratio is what compares across runs).
 
-    uv run python benchmarks/bench_against.py --base REV [--rounds 3] [--cropped] [--compare] FOLDER
+    uv run python benchmarks/bench_against.py --base REV [--rounds 3] [--cropped] [--compare]
+                                              [--this-options=--no-identities] FOLDER
 
 The earlier commit is checked out with `git worktree` in a temporary folder and run with this
 environment's Python from there, so `python -m fecsearch` imports its code. Each run indexes into a
@@ -25,9 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def index_once(tree: Path, folder: Path, cropped: bool, keep: Path | None = None) -> dict:
+def index_once(tree: Path, folder: Path, cropped: bool, keep: Path | None = None, options: list[str] = ()) -> dict:
     index = keep or Path(tempfile.mkdtemp()) / "idx"
-    command = [sys.executable, "-m", "fecsearch", "index", str(folder), "--index", str(index), "--quiet", "--json"]
+    command = [sys.executable, "-m", "fecsearch", "index", str(folder), "--index", str(index), "--quiet", "--json",
+               *options]
     start = time.perf_counter()
     done = subprocess.run(command + (["--cropped"] if cropped else []), cwd=tree, capture_output=True, text=True,
                           check=True)
@@ -72,6 +74,8 @@ def main() -> None:
     parser.add_argument("--base", required=True, help="the commit to compare with")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cropped", action="store_true")
+    parser.add_argument("--this-options", default="",
+                        help="index options for this checkout only, e.g. --this-options=--no-identities to do an older commit's work")
     parser.add_argument("--compare", action="store_true",
                         help="also compare the faces of the last round's two indexes: boxes and vectors moved")
     args = parser.parse_args()
@@ -83,10 +87,11 @@ def main() -> None:
         for round_ in range(args.rounds):
             for name, tree in (("base", base), ("this", ROOT)):
                 keep = work / f"index-{name}" if args.compare and round_ == args.rounds - 1 else None
-                runs[name].append(index_once(tree, args.folder.resolve(), args.cropped, keep))
+                options = args.this_options.split() if name == "this" else []
+                runs[name].append(index_once(tree, args.folder.resolve(), args.cropped, keep, options))
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=True)
-    report = {"folder": str(args.folder), "base": args.base, "rounds": args.rounds}
+    report = {"folder": str(args.folder), "base": args.base, "rounds": args.rounds, "this_options": args.this_options}
     for name, rows in runs.items():
         report[name] = {"faces": rows[0]["faces"],
                         "wall_s": [round(r["wall_s"], 1) for r in rows],
