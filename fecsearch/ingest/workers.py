@@ -23,9 +23,9 @@ class Decoded:
     size: int
     mtime: float
     sha256: str | None = None
-    image: object = None  # photos: released once their faces are cropped (see find_faces_of)
+    image: object = None  # released once its faces are found and prepared (see find_faces_of)
     error: str | None = None
-    faces: list | None = None  # FoundFace: found in the worker (photos), or later in a batch (crops)
+    faces: list | None = None  # FoundFace: found in the worker (find_faces_of)
     width: int | None = None
     height: int | None = None
     vectors: object = None  # (faces, d) float32, once embedded
@@ -60,22 +60,20 @@ class IngestJob:
 
 def find_faces_of(pipeline, item: tuple[Path, int, float], frame_rate: float | None = None,
                   identities: bool = False) -> Decoded:
-    """Read and decode one file; for photos also find and align its faces (crops keep the image),
-    and with identities=True crop them for the identity descriptor too; for videos (frame_rate
-    given) the faces of frames sampled at that rate, described as they are found."""
+    """Read and decode one file, find its faces (photos: detected and aligned; crops: the image
+    itself) and prepare them for the network; with identities=True also crop photos' faces for the
+    identity descriptor; for videos (frame_rate given) the faces of frames sampled at that rate,
+    described as they are found."""
     from fecsearch.faces.video import is_video
 
     if is_video(item[0]):
         return find_faces_in_video(pipeline, item, frame_rate)
     decoded = decode_file(item)
-    if decoded.error is None and pipeline.cropped:
-        # the crop is the face: prepared here, in parallel, rather than by the thread that embeds
-        decoded.faces, decoded.image = pipeline.find_faces([decoded.image])[0], None
+    if decoded.error is None:
+        decoded.faces = pipeline.find_faces([decoded.image])[0]  # crops: the image is the face
+        # prepared here, on every core, rather than by the one thread that embeds
         decoded.prepared = pipeline.prepare(decoded.faces)
-    elif decoded.error is None:
-        decoded.faces = pipeline.find_faces([decoded.image])[0]
-        decoded.prepared = pipeline.prepare(decoded.faces)
-        if identities:  # cropped now, described with the chunk (embed_chunk): no second decode later
+        if identities and not pipeline.cropped:  # cropped now, described with the chunk: no second decode
             from fecsearch.faces.images import original_scale
             from fecsearch.models.identity import identity_crop
 
@@ -151,12 +149,8 @@ def describe_faces(pipeline, faces: list) -> None:
 
 
 def embed_chunk(pipeline, items: list[Decoded]) -> list[Decoded]:
-    """Embed the faces of a chunk of decoded images in batches (crops: each image is its face)."""
+    """Embed the faces find_faces_of found in a chunk of images, in batches."""
     good = [d for d in items if d.error is None]
-    waiting = [d for d in good if d.faces is None]  # crops decoded elsewhere (Ray's tasks)
-    if pipeline.cropped and waiting:
-        for d, faces in zip(waiting, pipeline.find_faces([d.image for d in waiting])):
-            d.faces, d.image = faces, None
     faces = [f for d in good for f in d.faces]
     prepared = None
     if faces and all(d.prepared is not None for d in good):
