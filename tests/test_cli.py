@@ -31,7 +31,7 @@ def loaded_modules(*args) -> set[str]:
     code = ("import sys\nfrom fecsearch.cli import main\n"
             "try:\n    main(sys.argv[1:])\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
             "heavy = ('numpy', 'onnxruntime', 'pandas', 'torch', 'torchvision', 'facenet_pytorch', 'matplotlib', 'sklearn', 'fecsearch.train.common', "
-            "'numpy.ma', 'PIL.ImageFont')\n"
+            "'numpy.ma', 'PIL', 'PIL.ImageFont', 'sqlite_utils')\n"
             "print(' '.join(m for m in heavy if m in sys.modules), file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, check=True)
     return set(done.stderr.strip().splitlines()[-1].split()) if done.stderr.strip() else set()
@@ -42,16 +42,17 @@ def test_commands_import_only_what_they_use(photos_index, photos, few_photos, tm
     query by image runs in ONNX Runtime: no torch, torchvision, facenet-pytorch, plotting or training
     code (--runtime torch, on an index of float vectors, loads torch and still nothing else). A photo
     the index holds is answered from the index: no network at all. Nor do they load numpy's masked
-    arrays or Pillow's fonts (90 and 40 ms of a cold command), which only a --sheet needs."""
+    arrays or Pillow's fonts (90 and 40 ms of a cold command), which only a --sheet needs; a search
+    by id loads no Pillow at all, and reading an index no sqlite-utils (only writes use it)."""
     new = tmp_path / "img6.jpg"
     new.write_bytes((photos / "img6.jpg").read_bytes())
     assert loaded_modules("--help") == set()
     assert loaded_modules("query", "--id", "1", "--index", photos_index, "--json") == {"numpy"}
-    assert loaded_modules("query", photos / "img6.jpg", "--index", photos_index, "--json") == {"numpy"}
-    assert loaded_modules("query", new, "--index", photos_index, "--json") == {"numpy", "onnxruntime"}
+    assert loaded_modules("query", photos / "img6.jpg", "--index", photos_index, "--json") == {"numpy", "PIL"}
+    assert loaded_modules("query", new, "--index", photos_index, "--json") == {"numpy", "onnxruntime", "PIL"}
     # the default index holds int8 vectors, which only ONNX Runtime makes: torch is refused in a sentence
     refused = run_cli("query", new, "--index", photos_index, "--runtime", "torch", ok=False)
     assert refused.exit_code == 1 and "--runtime torch cannot make them" in refused.output
     run_cli("index", few_photos, "--index", tmp_path / "fp32", "--precision", "fp32", "--quiet")
     assert loaded_modules("query", new, "--index", tmp_path / "fp32", "--json", "--runtime", "torch") == {
-        "numpy", "torch"}
+        "numpy", "torch", "PIL"}

@@ -53,3 +53,44 @@ def test_train_fecnet_with_a_teacher_classifier(ferplus_valid, tmp_path):
     fecnet = TRUNK.with_name("fecnet-lite-16d.safetensors")
     refused = run_cli(*args[:-6], "--out", tmp_path / "no.safetensors", "--teacher", fecnet, ok=False)
     assert refused.exit_code != 0 and "not a classifier checkpoint" in refused.output
+
+
+def test_train_affnet_fine_tunes_only_the_last_faceres_blocks(ferplus_valid, tmp_path):
+    """--trunk-lr with --tune-blocks: the pretrained trunk's last blocks learn (above a feature cache
+    of the rest), the blocks below stay the converted weights; either option alone is refused."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from fecsearch.models.trunks import load_faceres_weights
+
+    small = tmp_path / "ferplus"
+    small.mkdir()
+    rows = (ferplus_valid / "label.csv").read_text().splitlines()[:48]
+    (small / "label.csv").write_text("\n".join(rows) + "\n")
+    for row in rows:
+        shutil.copy(ferplus_valid / row.split(",")[0], small)
+    out = tmp_path / "tuned.safetensors"
+    args = ["train", "affnet", "--model", "affnet-faceres-cl-p", "--train", small, "--valid", small, "--out", out,
+            "--epochs", 1, "--batch-size", 16, "--soft-labels"]
+    run_cli(*args, "--trunk-lr", 1e-3, "--tune-blocks", 2)
+    assert metrics_of(out)["tune_blocks"] == 2
+    tuned, original = load_file(str(out)), load_faceres_weights()
+    # blocks 0..10 of the cut network: 9 and 10 learned, 8 and below did not
+    prefix = "trunk.net.blocks."
+    moved = {int(k[len(prefix):].split(".")[0]) for k, v in tuned.items() if k.startswith(prefix)
+             and not torch_equal(v, original, k)}
+    assert moved == {9, 10}
+    refused = run_cli(*args, "--tune-blocks", 2, ok=False)
+    assert refused.exit_code != 0 and "--trunk-lr and --tune-blocks go together" in refused.output
+
+
+def torch_equal(value, original: dict, key: str) -> bool:
+    """Whether a trunk tensor of a checkpoint equals the converted FaceRes weights' tensor."""
+    import torch
+
+    from fecsearch.models.mobilenet import MobileNetV1, load_trunk_state
+
+    if not hasattr(torch_equal, "net"):
+        torch_equal.net = load_trunk_state(MobileNetV1(upto=11), original).state_dict()
+    return torch.equal(value, torch_equal.net[key[len("trunk.net."):]])

@@ -38,7 +38,6 @@ def query(images, k, index_dir, face_id, face_number, cropped, person, other_peo
       fecsearch query laugh.jpg --person Ada          # when Ada laughed like this
       fecsearch query frown.jpg --other-people        # someone else making this face
     """
-    from fecsearch.faces.images import BadImage, find_images
     from fecsearch.models.config import MissingWeights
     from fecsearch.query.search import Searcher
     from fecsearch.runtime.onnx import RuntimeUnavailable
@@ -46,8 +45,7 @@ def query(images, k, index_dir, face_id, face_number, cropped, person, other_peo
 
     if bool(images) == (face_id is not None):
         raise click.UsageError("give either an IMAGE or --id FACE_ID (IMAGES may be several files or folders)")
-    problems = (FileNotFoundError, BadImage, LookupError, MissingWeights, ModelMismatch, ValueError,
-                RuntimeUnavailable)
+    problems = (FileNotFoundError, LookupError, MissingWeights, ModelMismatch, ValueError, RuntimeUnavailable)
     try:
         searcher = Searcher(index_dir, device=device, runtime=runtime)
     except problems as err:
@@ -60,6 +58,9 @@ def query(images, k, index_dir, face_id, face_number, cropped, person, other_peo
         except LookupError as err:
             fail(str(err).strip("'\""))
         return
+    from fecsearch.faces.images import BadImage, find_images  # here: `--id` never loads Pillow
+
+    problems += (BadImage,)
     files, skipped = [], []
     for image in images:
         if image.is_dir():

@@ -24,7 +24,12 @@ def train():
 @click.option("--lr", default=1e-3, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--soft-labels", is_flag=True, help="Fit FER+ vote distributions instead of majority labels.")
-def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, seed, soft_labels):
+@click.option("--trunk-lr", default=0.0, show_default=True,
+              help="A pretrained trunk (faceres): fine-tune its last --tune-blocks blocks at this learning rate.")
+@click.option("--tune-blocks", default=0, show_default=True,
+              help="With --trunk-lr: how many of the pretrained trunk's last blocks learn (above a feature cache).")
+def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, seed, soft_labels, trunk_lr,
+                 tune_blocks):
     """AFFNet-CL: trunk, head and an 8-way emotion classifier trained end to end.
 
     Resumes from OUT's .state.pt if a previous run was interrupted.
@@ -33,10 +38,16 @@ def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, 
     Example:
       fecsearch train affnet --train ../shared/data/ferplus/train --valid ../shared/data/ferplus/valid \\
           --out fecsearch/weights/affnet-lite-cl.safetensors
+      fecsearch train affnet --model affnet-faceres-cl-p --soft-labels --trunk-lr 1e-4 --tune-blocks 5 \\
+          --train ../shared/data/ferplus/train --valid ../shared/data/ferplus/valid --out faceres-votes.safetensors
     """
     from fecsearch.train.classifier import train_classifier
 
-    train_classifier(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, seed, soft_labels, log=click.echo)
+    try:
+        train_classifier(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, seed, soft_labels,
+                         trunk_lr, tune_blocks, log=click.echo)
+    except ValueError as err:
+        fail(str(err))
     click.echo(f"wrote {out}")
 
 

@@ -5,10 +5,9 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from PIL import Image
-
 if TYPE_CHECKING:  # detection needs torch; alignment does not
     import numpy as np
+    from PIL import Image
 
     from fecsearch.faces.detect import DetectedFace
 
@@ -57,6 +56,8 @@ def align_face(image: Image.Image, left_eye, right_eye, geometry: FaceGeometry) 
         image = image.reduce(factor)
         coeffs = (coeffs[0] / factor, coeffs[1] / factor, (coeffs[2] - x0) / factor,
                   coeffs[3] / factor, coeffs[4] / factor, (coeffs[5] - y0) / factor)
+    from PIL import Image  # here: the models' configs import FaceGeometry; `query --id` never loads Pillow
+
     return image.transform((geometry.size, geometry.size), Image.AFFINE, coeffs, Image.BICUBIC)
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from PIL import Image
-
 if TYPE_CHECKING:
     import numpy as np
+    from PIL import Image
 
 
 @dataclass
@@ -51,6 +50,8 @@ class FaceDetector:
         self.cascade = Cascade(self.config.min_face_size, self.config.thresholds, networks=networks)
 
     def _letterbox(self, image: Image.Image) -> tuple[Image.Image, float, int, int]:
+        from PIL import Image  # here: commands that only read DetectorConfig (query --id) never load Pillow
+
         canvas = self.config.canvas_size
         inner = canvas * (1.0 - 2.0 * self.config.border)
         scale = inner / max(image.size)

@@ -10,7 +10,6 @@ import numpy as np
 
 from fecsearch.faces.align import FoundFace, largest_face
 from fecsearch.faces.detect import DetectorConfig
-from fecsearch.faces.images import load_image
 from fecsearch.store.database import FaceStore, ModelMismatch
 from fecsearch.vectors.faiss_index import VectorIndex, index_report
 
@@ -152,6 +151,8 @@ class Searcher:
                     q.identity = self.stored_identity(face_id)
                 if not identity or q.identity is not None:
                     return q
+        from fecsearch.faces.images import load_image  # here: a search by id or vector never loads Pillow
+
         image = load_image(image_path)
         found, number, count = self.pipeline(cropped).face_of(image, face)
         if not count:

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from PIL import Image
-
-from fecsearch.faces.images import load_image, original_scale
+if TYPE_CHECKING:  # Pillow loads when a sheet is drawn: `query --id` without one never needs it
+    from PIL import Image
 
 TILE = 128
 
@@ -16,6 +16,10 @@ LABEL = 18
 def face_thumbnail(path: str, box, size: int = TILE, margin: float = 0.15, time: float | None = None) -> Image.Image:
     """The face's box, grown by `margin` on each side and squared, from the original image (a
     video's frame at `time` seconds)."""
+    from PIL import Image
+
+    from fecsearch.faces.images import load_image, original_scale
+
     if time is not None:
         from fecsearch.faces.video import load_frame
 
@@ -32,7 +36,7 @@ def face_thumbnail(path: str, box, size: int = TILE, margin: float = 0.15, time:
 def contact_sheet(tiles: list[tuple[Image.Image, str]], out: str | Path, columns: int = 6,
                   outline_first: bool = True) -> Path:
     """Lay out (image, caption) tiles in a grid and save it; the first tile is outlined as the query."""
-    from PIL import ImageDraw, ImageFont  # here: a query without --sheet should not load fonts (40 ms cold)
+    from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default()
     rows = -(-len(tiles) // columns)

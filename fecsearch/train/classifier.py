@@ -20,10 +20,13 @@ from fecsearch.train.common import Checkpointer, Log, augment, cached_features, 
 
 def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-cl-p", epochs: int = 12,
                      batch_size: int = 128, lr: float = 1e-3, seed: int = 0, soft_labels: bool = False,
-                     log: Log = print) -> dict:
+                     trunk_lr: float = 0.0, tune_blocks: int = 0, log: Log = print) -> dict:
     """AFFNet-CL: trunk + head + 8-way softmax, cross-entropy on majority labels, end to end.
 
     soft_labels=True uses cross-entropy against FER+ vote distributions instead of majority labels.
+    A pretrained trunk (FaceRes) stays frozen, or with trunk_lr > 0 and tune_blocks=N its last N
+    blocks learn too, at trunk_lr, above a feature cache of the frozen rest: the way to turn an
+    identity trunk towards expressions before a FECNet head is trained on it.
     """
     torch.manual_seed(seed)
     out = Path(out)
@@ -31,9 +34,16 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
     model = create_model(model_name, random_init=True)
     # A pretrained trunk (FaceRes) stays frozen, as FECNet's does: only the head learns, on cached features.
     frozen = pretrained_trunk(config)
+    if (trunk_lr > 0) != (tune_blocks > 0) or (tune_blocks and not frozen):
+        raise ValueError("--trunk-lr and --tune-blocks go together, and only with a pretrained trunk (FaceRes)")
+    upper = torch.nn.Identity()
     if frozen:
         model.trunk = build_trunk(config, pretrained=True)
         model.trunk.requires_grad_(False)
+        lower = model.trunk
+        if tune_blocks:
+            lower, upper = model.trunk.split(tune_blocks)
+            upper.requires_grad_(True)
     train, valid = read_labelled(train_dir), read_labelled(valid_dir)
     t0 = time.time()
     x_train = load_prepared(train.paths, config.preprocess)
@@ -47,13 +57,19 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
     cache = None
     if frozen:
         t0 = time.time()
-        cache = cached_features(model.trunk, x_train)
+        cache = cached_features(lower, x_train)
         log(f"feature cache: {tuple(cache.shape)} in {time.time() - t0:.0f}s")
     names = [str(p) for p in valid.paths]
     triplets = validation_triplets(valid) if valid.votes is not None else []
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    groups = [{"params": model.head.parameters(), "lr": lr}]
+    if not frozen:
+        groups.append({"params": model.trunk.parameters(), "lr": lr})
+    elif tune_blocks:
+        groups.append({"params": upper.parameters(), "lr": trunk_lr})
+    optimizer = torch.optim.Adam(groups)
     steps_per_epoch = -(-len(train) // batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=epochs * steps_per_epoch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, [g["lr"] for g in groups],
+                                                   total_steps=epochs * steps_per_epoch)
     checkpointer = Checkpointer(out)
     start, history = checkpointer.load(model, optimizer, schedule, steps_per_epoch)
     generator = torch.Generator().manual_seed(seed)
@@ -61,13 +77,14 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
         generator.manual_seed(seed * 1000 + epoch)
         model.train()
         model.trunk.train(not frozen)
+        upper.train(bool(tune_blocks))
         order = torch.randperm(len(train), generator=generator)
         t0, total = time.time(), 0.0
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size]
             if cache is not None:
                 flip = (torch.rand(len(idx), generator=generator) < 0.5).long()
-                logits = model.head(cache[flip, idx].float())
+                logits = model.head(upper(cache[flip, idx].float()))
             else:
                 logits = model.head(model.trunk(augment(x_train[idx].float(), generator)))
             loss = F.cross_entropy(logits, y_train[idx])
@@ -89,6 +106,7 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
         log(json.dumps(metrics))
         checkpointer.save(model, optimizer, epoch + 1, history)
     final = {"history": history, "train_dir": str(train_dir), "valid_dir": str(valid_dir), "epochs": epochs,
-             "batch_size": batch_size, "lr": lr, "seed": seed, "soft_labels": soft_labels, "frozen_trunk": frozen}
+             "batch_size": batch_size, "lr": lr, "seed": seed, "soft_labels": soft_labels, "frozen_trunk": frozen,
+             "trunk_lr": trunk_lr, "tune_blocks": tune_blocks}
     save_checkpoint(model, out, final)
     return final
