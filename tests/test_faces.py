@@ -41,6 +41,21 @@ def test_detect_batches_of_different_sizes(detector, photos):
     assert [len(f) for f in batched] == [len(f) for f in single]
 
 
+def test_pyramid_levels_side_by_side_find_the_same_faces(photos):
+    """A query detects one photo on every core, its pyramid levels run at once; indexing runs them
+    one after another (threads=1). Both give the same boxes and landmarks, to the bit."""
+    from fecsearch.faces.images import find_images
+
+    side_by_side, one_by_one = FaceDetector(), FaceDetector(threads=1)
+    assert side_by_side.cascade.level_workers > 1 and one_by_one.cascade.level_workers == 1
+    side_by_side.cascade.level_workers = 3  # more levels at once than this machine's cores, too
+    for path in find_images(photos)[0][:12]:
+        image = load_image(path)
+        a, b = side_by_side.detect_one(image), one_by_one.detect_one(image)
+        assert [f.box for f in a] == [f.box for f in b] and [f.probability for f in a] == [f.probability for f in b]
+        assert all(np.array_equal(f.landmarks, g.landmarks) for f, g in zip(a, b))
+
+
 def test_cascade_finds_what_facenet_pytorch_finds(detector, photos):
     """fecsearch's MTCNN driver (fecsearch/mtcnn.py) against facenet-pytorch's detect_face, same
     weights and thresholds, on the same canvases of every test photo. Faces either is sure of

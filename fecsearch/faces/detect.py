@@ -47,7 +47,13 @@ class FaceDetector:
         self.device = str(device or "cpu")
         networks = mtcnn_networks(runtime, self.device, threads)
         self.runtime = networks.runtime
-        self.cascade = Cascade(self.config.min_face_size, self.config.thresholds, networks=networks)
+        # One photo on every core (a query): its pyramid levels run side by side. With a thread count
+        # (indexing detects one photo per core) each photo's levels run one after another.
+        import os
+
+        level_workers = 1 if threads else min(4, os.cpu_count() or 1)
+        self.cascade = Cascade(self.config.min_face_size, self.config.thresholds, networks=networks,
+                               level_workers=level_workers)
 
     def _letterbox(self, image: Image.Image) -> tuple[Image.Image, float, int, int]:
         from PIL import Image  # here: commands that only read DetectorConfig (query --id) never load Pillow

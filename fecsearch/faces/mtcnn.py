@@ -122,8 +122,12 @@ class Cascade:
     """P-Net -> R-Net -> O-Net on one RGB canvas; boxes and landmarks in canvas pixels."""
 
     def __init__(self, min_face_size: int = 20, thresholds=(0.6, 0.7, 0.7), factor: float = 0.709,
-                 networks: MtcnnNetworks | None = None):
+                 networks: MtcnnNetworks | None = None, level_workers: int = 1):
+        """level_workers > 1 runs that many pyramid levels at once (one photo on every core, as a
+        query does; indexing detects a photo per core and keeps 1)."""
         self.networks = networks or mtcnn_networks()
+        self.level_workers = level_workers
+        self._pool = None
         self.min_face_size = min_face_size
         self.thresholds = tuple(thresholds)
         self.factor = factor
@@ -168,30 +172,14 @@ class Cascade:
     def _propose(self, canvas: AreaSampler, region) -> np.ndarray:
         """P-Net over the pyramid: candidate boxes [n, 9] (box, score, box regression)."""
         width, height = canvas.size
-        found = []
-        for scale in self.scales(width, height):
-            level_w, level_h = int(width * scale + 1), int(height * scale + 1)
-            sx, sy = level_w / width, level_h / height
-            # The photo's part of this level, a window's width more all round, starting on an
-            # even pixel so that P-Net's stride-2 grid is the grid of the whole level.
-            x0 = max(0, (math.floor(region[0] * sx) - P_WINDOW) // P_STRIDE * P_STRIDE)
-            y0 = max(0, (math.floor(region[1] * sy) - P_WINDOW) // P_STRIDE * P_STRIDE)
-            x1 = min(level_w, math.ceil(region[2] * sx) + P_WINDOW)
-            y1 = min(level_h, math.ceil(region[3] * sy) + P_WINDOW)
-            if x1 - x0 < P_WINDOW or y1 - y0 < P_WINDOW:
-                continue
-            level = canvas.resize((x1 - x0, y1 - y0), (x0 / sx, y0 / sy, x1 / sx, y1 / sy))
-            reg, prob = self.networks.pnet(mtcnn_input(np.asarray(level)[None]))
-            prob = prob[0, 1]
-            hit = prob >= self.thresholds[0]
-            ys, xs = np.nonzero(hit)
-            if not len(xs):
-                continue
-            cells = np.stack([xs, ys], 1).astype(np.float32) + np.array([x0, y0], np.float32) / P_STRIDE
-            boxes = np.concatenate([np.floor((P_STRIDE * cells + 1) / np.float32(scale)),
-                                    np.floor((P_STRIDE * cells + P_WINDOW) / np.float32(scale)),
-                                    prob[hit][:, None], reg[0][:, hit].T], 1).astype(np.float32)
-            found.append(boxes[nms(boxes[:, :4], boxes[:, 4], 0.5)])
+        levels = [(scale, region) for scale in self.scales(width, height)]
+        if self.level_workers > 1 and len(levels) > 1:
+            # Levels are independent: while one is resampled (Pillow lets the GIL go) another runs
+            # in ONNX Runtime. map keeps the pyramid's order, so the boxes are the same as one by one.
+            found = list(self._workers().map(lambda level: self._level(canvas, *level), levels))
+        else:
+            found = [self._level(canvas, *level) for level in levels]
+        found = [boxes for boxes in found if boxes is not None]
         if not found:
             return np.zeros((0, 5), np.float32)
         boxes = np.concatenate(found)
@@ -201,6 +189,39 @@ class Cascade:
         moved = np.stack([boxes[:, 0] + boxes[:, 5] * w, boxes[:, 1] + boxes[:, 6] * h,
                           boxes[:, 2] + boxes[:, 7] * w, boxes[:, 3] + boxes[:, 8] * h, boxes[:, 4]], 1)
         return to_square(moved)
+
+    def _workers(self):
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.level_workers, thread_name_prefix="mtcnn")
+        return self._pool
+
+    def _level(self, canvas: AreaSampler, scale: float, region) -> np.ndarray | None:
+        """One pyramid level's candidates after their own NMS, or None."""
+        width, height = canvas.size
+        level_w, level_h = int(width * scale + 1), int(height * scale + 1)
+        sx, sy = level_w / width, level_h / height
+        # The photo's part of this level, a window's width more all round, starting on an
+        # even pixel so that P-Net's stride-2 grid is the grid of the whole level.
+        x0 = max(0, (math.floor(region[0] * sx) - P_WINDOW) // P_STRIDE * P_STRIDE)
+        y0 = max(0, (math.floor(region[1] * sy) - P_WINDOW) // P_STRIDE * P_STRIDE)
+        x1 = min(level_w, math.ceil(region[2] * sx) + P_WINDOW)
+        y1 = min(level_h, math.ceil(region[3] * sy) + P_WINDOW)
+        if x1 - x0 < P_WINDOW or y1 - y0 < P_WINDOW:
+            return None
+        level = canvas.resize((x1 - x0, y1 - y0), (x0 / sx, y0 / sy, x1 / sx, y1 / sy))
+        reg, prob = self.networks.pnet(mtcnn_input(np.asarray(level)[None]))
+        prob = prob[0, 1]
+        hit = prob >= self.thresholds[0]
+        ys, xs = np.nonzero(hit)
+        if not len(xs):
+            return None
+        cells = np.stack([xs, ys], 1).astype(np.float32) + np.array([x0, y0], np.float32) / P_STRIDE
+        boxes = np.concatenate([np.floor((P_STRIDE * cells + 1) / np.float32(scale)),
+                                np.floor((P_STRIDE * cells + P_WINDOW) / np.float32(scale)),
+                                prob[hit][:, None], reg[0][:, hit].T], 1).astype(np.float32)
+        return boxes[nms(boxes[:, :4], boxes[:, 4], 0.5)]
 
     def _refine(self, canvas: AreaSampler, boxes: np.ndarray) -> np.ndarray:
         """R-Net keeps the candidates it believes and corrects their boxes."""
