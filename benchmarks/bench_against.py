@@ -3,12 +3,17 @@ faces/s of each (of the whole command, and of indexing alone as its --json summa
 
     uv run python benchmarks/bench_against.py --base REV [--rounds 3] [--cropped] [--compare]
                                               [--this-options=--no-identities] FOLDER
+    uv run python benchmarks/bench_against.py --base REV --warm-queries 128 [--rounds 3] FOLDER
 
 The earlier commit is checked out with `git worktree` in a temporary folder and run with this
 environment's Python from there, so `python -m fecsearch` imports its code. Each run indexes into a
 fresh temporary index (no file is skipped as unchanged). --compare keeps the last round's two
 indexes and says how far this checkout's faces moved from the earlier commit's: the faces both
 found, the largest change of a box corner in pixels, and how far each unit vector moved.
+--warm-queries N times warm queries by new photos instead: FOLDER is indexed once by this checkout;
+then in each round each checkout opens that index in a fresh process and queries N copies of
+FOLDER's images (copies, so that none is answered from the index as a file it holds), and reports
+the median milliseconds of a query.
 """
 from __future__ import annotations
 
@@ -40,6 +45,32 @@ def index_once(tree: Path, folder: Path, cropped: bool, keep: Path | None = None
     # faces/s of the whole command, start-up included, and of indexing alone (its own summary's)
     return {"wall_s": wall, "faces": summary["faces_added"], "faces_per_s": summary["faces_added"] / wall,
             "indexing_faces_per_s": summary["faces_per_second"]}
+
+
+WARM_QUERIES = """
+import shutil, statistics, sys, tempfile, time
+from pathlib import Path
+from fecsearch.faces.images import find_images
+from fecsearch.query.search import Searcher
+copies = Path(tempfile.mkdtemp())
+photos = [Path(shutil.copy(p, copies / p.name)) for p in find_images(Path(sys.argv[2]))[0]]
+searcher = Searcher(Path(sys.argv[1]))
+searcher.query_image(photos[0])  # warm: sessions open, first run done
+times = []
+for i in range(int(sys.argv[3])):
+    start = time.perf_counter()
+    searcher.query_image(photos[i % len(photos)])
+    times.append(time.perf_counter() - start)
+shutil.rmtree(copies)
+print(statistics.median(times) * 1e3)
+"""
+
+
+def warm_queries_once(tree: Path, index: Path, folder: Path, n: int) -> float:
+    """Median ms of a warm query by a new photo, by the code in `tree`."""
+    done = subprocess.run([sys.executable, "-c", WARM_QUERIES, str(index), str(folder), str(n)], cwd=tree,
+                          capture_output=True, text=True, check=True)
+    return float(done.stdout.split()[-1])
 
 
 def stored_faces(index: Path) -> dict:
@@ -78,13 +109,21 @@ def main() -> None:
                         help="index options for this checkout only, e.g. --this-options=--no-identities to do an older commit's work")
     parser.add_argument("--compare", action="store_true",
                         help="also compare the faces of the last round's two indexes: boxes and vectors moved")
+    parser.add_argument("--warm-queries", type=int, default=0, metavar="N",
+                        help="time N warm queries by new photos in each round instead of indexing")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp())
     base = work / "base"
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(base), args.base], check=True)
     runs = {"base": [], "this": []}
     try:
-        for round_ in range(args.rounds):
+        if args.warm_queries:
+            index = work / "index"
+            index_once(ROOT, args.folder.resolve(), False, keep=index)
+            for _ in range(args.rounds):
+                for name, tree in (("base", base), ("this", ROOT)):
+                    runs[name].append(warm_queries_once(tree, index, args.folder.resolve(), args.warm_queries))
+        for round_ in range(0 if args.warm_queries else args.rounds):
             for name, tree in (("base", base), ("this", ROOT)):
                 keep = work / f"index-{name}" if args.compare and round_ == args.rounds - 1 else None
                 options = args.this_options.split() if name == "this" else []
@@ -92,6 +131,14 @@ def main() -> None:
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=True)
     report = {"folder": str(args.folder), "base": args.base, "rounds": args.rounds, "this_options": args.this_options}
+    if args.warm_queries:
+        report["warm_queries"] = args.warm_queries
+        for name, rows in runs.items():
+            report[name] = {"p50_ms": [round(r, 1) for r in rows], "median_p50_ms": round(statistics.median(rows), 1)}
+        report["this_over_base_time"] = round(report["this"]["median_p50_ms"] / report["base"]["median_p50_ms"], 2)
+        shutil.rmtree(work, ignore_errors=True)
+        print(json.dumps(report, indent=2))
+        return
     for name, rows in runs.items():
         report[name] = {"faces": rows[0]["faces"],
                         "wall_s": [round(r["wall_s"], 1) for r in rows],
