@@ -1,6 +1,7 @@
 """Find every face of a photo with MTCNN: box, probability and five landmarks."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -49,8 +50,6 @@ class FaceDetector:
         self.runtime = networks.runtime
         # One photo on every core (a query): its pyramid levels run side by side. With a thread count
         # (indexing detects one photo per core) each photo's levels run one after another.
-        import os
-
         level_workers = 1 if threads else min(4, os.cpu_count() or 1)
         self.cascade = Cascade(self.config.min_face_size, self.config.thresholds, networks=networks,
                                level_workers=level_workers)

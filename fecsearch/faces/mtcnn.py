@@ -172,13 +172,13 @@ class Cascade:
     def _propose(self, canvas: AreaSampler, region) -> np.ndarray:
         """P-Net over the pyramid: candidate boxes [n, 9] (box, score, box regression)."""
         width, height = canvas.size
-        levels = [(scale, region) for scale in self.scales(width, height)]
-        if self.level_workers > 1 and len(levels) > 1:
+        scales = self.scales(width, height)
+        if self.level_workers > 1 and len(scales) > 1:
             # Levels are independent: while one is resampled (Pillow lets the GIL go) another runs
             # in ONNX Runtime. map keeps the pyramid's order, so the boxes are the same as one by one.
-            found = list(self._workers().map(lambda level: self._level(canvas, *level), levels))
+            found = list(self._workers().map(lambda scale: self._level(canvas, scale, region), scales))
         else:
-            found = [self._level(canvas, *level) for level in levels]
+            found = [self._level(canvas, scale, region) for scale in scales]
         found = [boxes for boxes in found if boxes is not None]
         if not found:
             return np.zeros((0, 5), np.float32)

@@ -31,31 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fecsearch.store import DB_NAME, IndexUnusable, import_sqlite_utils
+from fecsearch.store import DB_NAME, IndexUnusable, ReadOnlyDatabase, import_sqlite_utils
 from fecsearch.store.identities import IDENTITY_TABLES, IdentityTables
 from fecsearch.store.integrity import IntegrityChecks
 from fecsearch.store.vectors import VectorReads
-
-
-class ReadOnlyDatabase:
-    """The part of sqlite_utils.Database that reading an index uses (execute, query, table_names),
-    on plain sqlite3: importing sqlite_utils (and the dateutil it brings) is 150 ms of a cold
-    `query --id`, and a read-only open needs only SQL."""
-
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
-
-    def execute(self, sql: str, parameters=()) -> sqlite3.Cursor:
-        return self.conn.execute(sql, parameters or ())
-
-    def query(self, sql: str, params=()):
-        cursor = self.conn.execute(sql, params or ())
-        keys = [d[0] for d in cursor.description]
-        for row in cursor:
-            yield dict(zip(keys, row))
-
-    def table_names(self) -> list[str]:
-        return [r[0] for r in self.conn.execute("select name from sqlite_master where type = 'table'")]
 
 SCHEMA_VERSION = 3  # 2: faces.generation and removed_faces, so FAISS can follow changes; 3: identities, people
 # Read-only commands open indexes from this version on: what later versions add (the identity
