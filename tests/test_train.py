@@ -58,18 +58,11 @@ def test_train_fecnet_with_a_teacher_classifier(ferplus_valid, tmp_path):
 def test_train_affnet_fine_tunes_only_the_last_faceres_blocks(ferplus_valid, tmp_path):
     """--trunk-lr with --tune-blocks: the pretrained trunk's last blocks learn (above a feature cache
     of the rest), the blocks below stay the converted weights; either option alone is refused."""
-    import shutil
-
     from safetensors.torch import load_file
 
     from fecsearch.models.trunks import load_faceres_weights
 
-    small = tmp_path / "ferplus"
-    small.mkdir()
-    rows = (ferplus_valid / "label.csv").read_text().splitlines()[:48]
-    (small / "label.csv").write_text("\n".join(rows) + "\n")
-    for row in rows:
-        shutil.copy(ferplus_valid / row.split(",")[0], small)
+    small = small_ferplus(ferplus_valid, tmp_path)
     out = tmp_path / "tuned.safetensors"
     args = ["train", "affnet", "--model", "affnet-faceres-cl-p", "--train", small, "--valid", small, "--out", out,
             "--epochs", 1, "--batch-size", 16, "--soft-labels"]
@@ -83,6 +76,56 @@ def test_train_affnet_fine_tunes_only_the_last_faceres_blocks(ferplus_valid, tmp
     assert moved == {9, 10}
     refused = run_cli(*args, "--tune-blocks", 2, ok=False)
     assert refused.exit_code != 0 and "--trunk-lr and --tune-blocks go together" in refused.output
+
+
+def small_ferplus(ferplus_valid: Path, tmp_path: Path, faces: int = 48) -> Path:
+    """A FER+ folder of the valid split's first faces, with their votes."""
+    import shutil
+
+    small = tmp_path / "ferplus"
+    small.mkdir()
+    rows = (ferplus_valid / "label.csv").read_text().splitlines()[:faces]
+    (small / "label.csv").write_text("\n".join(rows) + "\n")
+    for row in rows:
+        shutil.copy(ferplus_valid / row.split(",")[0], small)
+    return small
+
+
+def test_affine_augmentation_on_ferplus_faces(ferplus_valid, tmp_path):
+    """`--augment affine`: with every range at zero a face comes back as itself or its mirror image;
+    with the defaults each face is moved its own way, stays close to the face, the same for a seed;
+    and `train affnet` records which augmentation it trained with."""
+    import torch
+
+    from fecsearch.data.labels import read_ferplus
+    from fecsearch.models.config import get_config
+    from fecsearch.models.preprocess import load_prepared
+    from fecsearch.train.common import augment_affine
+
+    x = load_prepared(read_ferplus(ferplus_valid).paths[:64], get_config("affnet-lite-cl-p").preprocess).float()
+    still = augment_affine(x, torch.Generator().manual_seed(1), 0, 0, 0, 0, 0)
+    as_is = (still - x).abs().amax((1, 2, 3)) < 1e-4
+    mirrored = (still - x.flip(3)).abs().amax((1, 2, 3)) < 1e-4
+    assert bool((as_is | mirrored).all()) and 10 < int(mirrored.sum()) < 54
+
+    moved = augment_affine(x, torch.Generator().manual_seed(2))
+    assert torch.equal(moved, augment_affine(x, torch.Generator().manual_seed(2)))
+    # Each moved face still looks most like the face it came from (or that face's mirror image)...
+    def standardised(t):
+        t = t.flatten(1) - t.flatten(1).mean(1, keepdim=True)
+        return t / t.norm(dim=1, keepdim=True)
+
+    corr = standardised(moved) @ torch.cat([standardised(x), standardised(x.flip(3))]).T
+    source = corr.argmax(1) % len(x)
+    assert float((source == torch.arange(len(x))).float().mean()) >= 0.95
+    # ...but every one was moved, and brightness differs from face to face.
+    assert float(corr.max(1).values.max()) < 0.999
+    assert float((moved.mean((1, 2, 3)) - x.mean((1, 2, 3))).std()) > 0.05
+
+    out = tmp_path / "affine.safetensors"
+    run_cli("train", "affnet", "--train", small_ferplus(ferplus_valid, tmp_path), "--valid", ferplus_valid,
+            "--out", out, "--epochs", 1, "--batch-size", 16, "--soft-labels", "--augment", "affine")
+    assert metrics_of(out)["augmentation"] == "affine"
 
 
 def torch_equal(value, original: dict, key: str) -> bool:

@@ -28,8 +28,10 @@ def train():
               help="A pretrained trunk (faceres): fine-tune its last --tune-blocks blocks at this learning rate.")
 @click.option("--tune-blocks", default=0, show_default=True,
               help="With --trunk-lr: how many of the pretrained trunk's last blocks learn (above a feature cache).")
+@click.option("--augment", "augmentation", type=click.Choice(["shift", "affine"]), default="shift", show_default=True,
+              help="shift: flips and 3-pixel shifts; affine: flips, rotation, zoom, shift, contrast, brightness.")
 def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, seed, soft_labels, trunk_lr,
-                 tune_blocks):
+                 tune_blocks, augmentation):
     """AFFNet-CL: trunk, head and an 8-way emotion classifier trained end to end.
 
     Resumes from OUT's .state.pt if a previous run was interrupted.
@@ -45,7 +47,7 @@ def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, 
 
     try:
         train_classifier(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, seed, soft_labels,
-                         trunk_lr, tune_blocks, log=click.echo)
+                         trunk_lr, tune_blocks, augmentation, log=click.echo)
     except ValueError as err:
         fail(str(err))
     click.echo(f"wrote {out}")

@@ -15,18 +15,21 @@ from fecsearch.models.config import ModelConfig, get_config
 from fecsearch.models.network import build_trunk, pretrained_trunk
 from fecsearch.models.preprocess import load_prepared
 from fecsearch.models.registry import create_model
-from fecsearch.train.common import Checkpointer, Log, augment, cached_features, triplet_eval
+from fecsearch.train.common import Checkpointer, Log, augmented, cached_features, triplet_eval
 
 
 def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-cl-p", epochs: int = 12,
                      batch_size: int = 128, lr: float = 1e-3, seed: int = 0, soft_labels: bool = False,
-                     trunk_lr: float = 0.0, tune_blocks: int = 0, log: Log = print) -> dict:
+                     trunk_lr: float = 0.0, tune_blocks: int = 0, augmentation: str = "shift",
+                     log: Log = print) -> dict:
     """AFFNet-CL: trunk + head + 8-way softmax, cross-entropy on majority labels, end to end.
 
     soft_labels=True uses cross-entropy against FER+ vote distributions instead of majority labels.
     A pretrained trunk (FaceRes) stays frozen, or with trunk_lr > 0 and tune_blocks=N its last N
     blocks learn too, at trunk_lr, above a feature cache of the frozen rest: the way to turn an
     identity trunk towards expressions before a FECNet head is trained on it.
+    augmentation: "shift" (flips and 3-pixel shifts) or "affine" (flips, rotation, zoom, shift,
+    contrast and brightness), for a trunk trained from scratch.
     """
     torch.manual_seed(seed)
     out = Path(out)
@@ -86,7 +89,7 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
                 flip = (torch.rand(len(idx), generator=generator) < 0.5).long()
                 logits = model.head(upper(cache[flip, idx].float()))
             else:
-                logits = model.head(model.trunk(augment(x_train[idx].float(), generator)))
+                logits = model.head(model.trunk(augmented(x_train[idx].float(), generator, augmentation)))
             loss = F.cross_entropy(logits, y_train[idx])
             optimizer.zero_grad()
             loss.backward()
@@ -107,6 +110,7 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
         checkpointer.save(model, optimizer, epoch + 1, history)
     final = {"history": history, "train_dir": str(train_dir), "valid_dir": str(valid_dir), "epochs": epochs,
              "batch_size": batch_size, "lr": lr, "seed": seed, "soft_labels": soft_labels, "frozen_trunk": frozen,
-             "trunk_lr": trunk_lr, "tune_blocks": tune_blocks}
+             "trunk_lr": trunk_lr, "tune_blocks": tune_blocks,
+             "augmentation": augmentation}
     save_checkpoint(model, out, final)
     return final
