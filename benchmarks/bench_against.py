@@ -115,30 +115,40 @@ def main() -> None:
     work = Path(tempfile.mkdtemp())
     base = work / "base"
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(base), args.base], check=True)
-    runs = {"base": [], "this": []}
     try:
-        if args.warm_queries:
-            index = work / "index"
-            index_once(ROOT, args.folder.resolve(), False, keep=index)
-            for _ in range(args.rounds):
-                for name, tree in (("base", base), ("this", ROOT)):
-                    runs[name].append(warm_queries_once(tree, index, args.folder.resolve(), args.warm_queries))
-        for round_ in range(0 if args.warm_queries else args.rounds):
-            for name, tree in (("base", base), ("this", ROOT)):
-                keep = work / f"index-{name}" if args.compare and round_ == args.rounds - 1 else None
-                options = args.this_options.split() if name == "this" else []
-                runs[name].append(index_once(tree, args.folder.resolve(), args.cropped, keep, options))
+        measure = warm_query_report if args.warm_queries else indexing_report
+        report = {"folder": str(args.folder), "base": args.base, "rounds": args.rounds,
+                  "this_options": args.this_options, **measure(args, base, work)}
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=True)
-    report = {"folder": str(args.folder), "base": args.base, "rounds": args.rounds, "this_options": args.this_options}
-    if args.warm_queries:
-        report["warm_queries"] = args.warm_queries
-        for name, rows in runs.items():
-            report[name] = {"p50_ms": [round(r, 1) for r in rows], "median_p50_ms": round(statistics.median(rows), 1)}
-        report["this_over_base_time"] = round(report["this"]["median_p50_ms"] / report["base"]["median_p50_ms"], 2)
         shutil.rmtree(work, ignore_errors=True)
-        print(json.dumps(report, indent=2))
-        return
+    print(json.dumps(report, indent=2))
+
+
+def warm_query_report(args, base: Path, work: Path) -> dict:
+    """The same index (built by this checkout) queried by each checkout in turns."""
+    index = work / "index"
+    index_once(ROOT, args.folder.resolve(), False, keep=index)
+    runs = {"base": [], "this": []}
+    for _ in range(args.rounds):
+        for name, tree in (("base", base), ("this", ROOT)):
+            runs[name].append(warm_queries_once(tree, index, args.folder.resolve(), args.warm_queries))
+    report = {"warm_queries": args.warm_queries}
+    for name, rows in runs.items():
+        report[name] = {"p50_ms": [round(r, 1) for r in rows], "median_p50_ms": round(statistics.median(rows), 1)}
+    report["this_over_base_time"] = round(report["this"]["median_p50_ms"] / report["base"]["median_p50_ms"], 2)
+    return report
+
+
+def indexing_report(args, base: Path, work: Path) -> dict:
+    """Each checkout indexes the folder into a fresh index, in turns."""
+    runs = {"base": [], "this": []}
+    for round_ in range(args.rounds):
+        for name, tree in (("base", base), ("this", ROOT)):
+            keep = work / f"index-{name}" if args.compare and round_ == args.rounds - 1 else None
+            options = args.this_options.split() if name == "this" else []
+            runs[name].append(index_once(tree, args.folder.resolve(), args.cropped, keep, options))
+    report = {}
     for name, rows in runs.items():
         report[name] = {"faces": rows[0]["faces"],
                         "wall_s": [round(r["wall_s"], 1) for r in rows],
@@ -149,9 +159,7 @@ def main() -> None:
         report[f"this_over_base_{key[7:]}"] = round(report["this"][key] / report["base"][key], 2)
     if args.compare:
         report["faces_moved"] = compare(work / "index-base", work / "index-this")
-    shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(report, indent=2))
-
+    return report
 
 if __name__ == "__main__":
     main()
