@@ -112,7 +112,7 @@ def rank_diff(data_dir, model_a, model_b, n_queries, max_n, seed, judge, referen
               help="Summarise an index's faces instead of a folder.")
 @click.option("-n", "clusters", default=10, show_default=True, help="How many expressions to show.")
 @click.option("--sheet", type=click.Path(path_type=Path), help="Contact sheet of one face per cluster.")
-@click.option("--model", "model_name", default=None, help="Model for FOLDER (default fecnet-lite-16d).")
+@click.option("--model", "model_name", default=None, help=f"Model for FOLDER (default {DEFAULT_MODEL}).")
 @click.option("--json", "as_json", is_flag=True)
 def summarize_cmd(folder, index_dir, clusters, sheet, model_name, as_json):
     """Album summary: cluster the faces by expression and pick the most typical face of each cluster.

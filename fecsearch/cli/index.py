@@ -9,6 +9,7 @@ import click
 
 from fecsearch.cli.common import (DEFAULT_INDEX, IndexProblem, detector_options, device_option, echo_json, fail,
                                   load_network, make_detector_config)
+from fecsearch.models.config import DEFAULT_MODEL
 
 
 @click.command()
@@ -22,7 +23,7 @@ def models(as_json):
     Example:
       fecsearch models --json
     """
-    from fecsearch.models.config import DEFAULT_MODEL, WEIGHTS_DIR, get_config, list_models, weights_path
+    from fecsearch.models.config import WEIGHTS_DIR, get_config, list_models, weights_path
     from fecsearch.models.inference import graph_path
 
     measured_path = WEIGHTS_DIR / "measured.json"
@@ -65,7 +66,7 @@ def models(as_json):
                    "a rerun skips the images already in finished shards.")
 @click.option("--from-shards", "from_shards", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Merge the Parquet shards of this folder into --index (no FOLDER).")
-@click.option("--model", "model_name", default=None, help="Embedding model (default: the index's, else fecnet-lite-16d).")
+@click.option("--model", "model_name", default=None, help=f"Embedding model (default: the index's, else {DEFAULT_MODEL}).")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="Trained weights for --model.")
 @click.option("--cropped", is_flag=True, help="Each image already is one face crop (FER, CelebA aligned): no detection.")
 @click.option("--workers", type=int, default=None,
@@ -76,7 +77,7 @@ def models(as_json):
                    "the network's work). An existing index keeps what it was built with.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "int8"]), default="auto", show_default=True,
               help="A new index: int8 runs the model's int8 graph (1.5x the faces/s on a CPU, the same accuracy "
-                   "measured; fecnet-lite-16d has one), fp32 the float one; auto takes int8 where the model has "
+                   "measured; the lite FECNets have one), fp32 the float one; auto takes int8 where the model has "
                    "it. An existing index keeps what it was built with, and queries follow it.")
 @click.option("--rebuild-index", is_flag=True,
               help="Build the FAISS index again from the database (retraining IVF lists) instead of adding "
@@ -147,7 +148,7 @@ def write_shards(folder, shards_dir, model_name, checkpoint, cropped, workers, c
                  detector_config, device, runtime, engine, precision="auto"):
     from fecsearch.ingest.shards import index_to_shards
     from fecsearch.ingest.workers import IngestJob, ThreadEngine
-    from fecsearch.models.config import DEFAULT_MODEL, trained_config
+    from fecsearch.models.config import trained_config
     from fecsearch.models.inference import choose_precision
     from fecsearch.runtime.onnx import RuntimeUnavailable
 
@@ -265,7 +266,7 @@ def describe_identities(store, device, runtime, quiet: bool):
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="The .npz file to write.")
-@click.option("--model", "model_name", default=None, help="Embedding model (default: fecnet-lite-16d).")
+@click.option("--model", "model_name", default=None, help=f"Embedding model (default: {DEFAULT_MODEL}).")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.option("--cropped", is_flag=True, help="Each image already is one face crop: no detection.")
 @click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
@@ -286,7 +287,6 @@ def embed(paths, out, model_name, checkpoint, cropped, precision, min_face, min_
     import numpy as np
 
     from fecsearch.faces.images import find_images
-    from fecsearch.models.config import DEFAULT_MODEL
     from fecsearch.models.pipeline import FacePipeline, embed_files
 
     network = load_network(model_name or DEFAULT_MODEL, checkpoint, device, runtime, precision=precision)

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from fecsearch.cli.common import echo_json, fail, load
+from fecsearch.models.config import DEFAULT_BASELINE, DEFAULT_MODEL, classifiers_of
 
 
 @click.group()
@@ -126,13 +127,12 @@ def compared_models(f):
     f = mirror_option(f)
     f = click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False),
                      help="Weights (with one --model).")(f)
-    return click.option("--model", "model_names", multiple=True, default=["fecnet-lite-16d", "affnet-lite-cl-p"],
+    return click.option("--model", "model_names", multiple=True, default=[DEFAULT_MODEL, DEFAULT_BASELINE],
                         show_default=True, help="Repeat to compare models.")(f)
 
 
 @evaluate.command("triplets")
-@click.option("--model", "model_names", multiple=True, default=["fecnet-lite-16d", "affnet-lite-cl-p",
-              "affnet-lite-cl-f"], show_default=True, help="Repeat to compare models.")
+@click.option("--model", "model_names", multiple=True, default=[DEFAULT_MODEL, *classifiers_of(DEFAULT_MODEL)], show_default=True, help="Repeat to compare models.")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="Weights (with one --model).")
 @mirror_option
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, path_type=Path),

@@ -191,4 +191,11 @@ def baseline_of(name: str) -> str:
     return next(n for n, c in _MODELS.items() if c.trunk == trunk and c.family == "affnet" and c.output == "penultimate")
 
 
+def classifiers_of(name: str) -> list[str]:
+    """AFFNet-CL's penultimate layer and its final layer (-P, then -F) on the same trunk as a FECNet."""
+    trunk = get_config(name).trunk
+    affnets = [(c.output != "penultimate", n) for n, c in _MODELS.items() if c.trunk == trunk and c.family == "affnet"]
+    return [n for _, n in sorted(affnets)]
+
+
 DEFAULT_BASELINE = baseline_of(DEFAULT_MODEL)
