@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from conftest import ROOT, copy_crops, run_cli
 
+from fecsearch.models.config import DEFAULT_MODEL
+
 
 def faces_table(index: Path) -> list[tuple]:
     """(path, face index, rounded box) of every face, in order."""
@@ -137,7 +139,7 @@ def test_index_refuses_another_model(few_photos, tmp_path):
     index = tmp_path / "idx"
     run_cli("index", few_photos, "--index", index, "--quiet")
     result = run_cli("index", few_photos, "--index", index, "--model", "affnet-lite-cl-p", ok=False)
-    assert result.exit_code != 0 and "was built with model 'fecnet-lite-16d'" in result.output
+    assert result.exit_code != 0 and f"was built with model '{DEFAULT_MODEL}'" in result.output
 
 
 def test_embed_writes_npz(few_photos, tmp_path):

@@ -14,6 +14,8 @@ import pytest
 from conftest import ROOT, copy_crops, run_cli
 from PIL import Image
 
+from fecsearch.models.config import DEFAULT_MODEL
+
 HELPER = Path(__file__).parent / "helpers" / "store_first_run.py"
 
 
@@ -167,7 +169,7 @@ def test_a_faiss_file_from_another_model_is_rebuilt(few_photos, tmp_path):
     (ours / "faces.faiss.json").write_text(json.dumps({**info, "generation": ours_info["generation"]}))
     results = json.loads(run_cli("query", few_photos / "couple.jpg", "--index", ours, "--json").output)["results"]
     assert results and results[0]["distance"] < 1e-3  # the query face finds itself: our vectors again
-    assert json.loads((ours / "faces.faiss.json").read_text())["model"]["model"] == "fecnet-lite-16d"
+    assert json.loads((ours / "faces.faiss.json").read_text())["model"]["model"] == DEFAULT_MODEL
 
 
 def test_two_runs_on_a_new_index_at_once(ferplus_valid, tmp_path):

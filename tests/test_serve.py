@@ -15,6 +15,8 @@ from conftest import ROOT, RunningServer, free_port
 from PIL import Image
 from test_images import huge_png_header
 
+from fecsearch.models.config import DEFAULT_MODEL
+
 CHUNK = 100  # --chunk-size of the concurrent index run: every committed state holds whole chunks
 
 
@@ -25,7 +27,7 @@ def upload(client, data: bytes, name="photo.jpg", kind="image/jpeg", params=""):
 def test_health_and_info(client):
     assert client.get("/api/health").json() == {"status": "ok"}
     info = client.get("/api/info").json()
-    assert info["model"] == "fecnet-lite-16d" and info["faces"] == info["searchable_faces"] > 70
+    assert info["model"] == DEFAULT_MODEL and info["faces"] == info["searchable_faces"] > 70
 
 
 def test_upload_finds_the_faces_and_each_finds_itself(client, photos):
