@@ -184,18 +184,17 @@ def average_mirrored(plain, mirrored, config: ModelConfig):
     return mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
 
 
-def baseline_of(name: str) -> str:
-    """The paper's comparison for a FECNet: AFFNet-CL-P, an emotion classifier's penultimate layer on
-    the same trunk."""
-    trunk = get_config(name).trunk
-    return next(n for n, c in _MODELS.items() if c.trunk == trunk and c.family == "affnet" and c.output == "penultimate")
-
-
 def classifiers_of(name: str) -> list[str]:
     """AFFNet-CL's penultimate layer and its final layer (-P, then -F) on the same trunk as a FECNet."""
     trunk = get_config(name).trunk
     affnets = [(c.output != "penultimate", n) for n, c in _MODELS.items() if c.trunk == trunk and c.family == "affnet"]
     return [n for _, n in sorted(affnets)]
+
+
+def baseline_of(name: str) -> str:
+    """The paper's comparison for a FECNet: AFFNet-CL-P, an emotion classifier's penultimate layer on
+    the same trunk."""
+    return classifiers_of(name)[0]
 
 
 DEFAULT_BASELINE = baseline_of(DEFAULT_MODEL)
