@@ -132,7 +132,8 @@ def compared_models(f):
 
 
 @evaluate.command("triplets")
-@click.option("--model", "model_names", multiple=True, default=[DEFAULT_MODEL, *classifiers_of(DEFAULT_MODEL)], show_default=True, help="Repeat to compare models.")
+@click.option("--model", "model_names", multiple=True, default=[DEFAULT_MODEL, *classifiers_of(DEFAULT_MODEL)],
+              show_default=True, help="Repeat to compare models.")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="Weights (with one --model).")
 @mirror_option
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, path_type=Path),
