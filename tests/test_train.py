@@ -128,6 +128,42 @@ def test_affine_augmentation_on_ferplus_faces(ferplus_valid, tmp_path):
     assert metrics_of(out)["augmentation"] == "affine"
 
 
+def test_feature_cache_with_augmented_views(ferplus_valid, tmp_path):
+    """--augmented-views K: the cache holds each face, its mirror image (as without the option) and K
+    moved views, each different, the same again for the same seed; `train fecnet` records it, and
+    refuses it where there is no feature cache."""
+    import torch
+
+    from fecsearch.data.labels import read_ferplus
+    from fecsearch.models import create_model
+    from fecsearch.models.config import get_config
+    from fecsearch.models.preprocess import load_prepared
+    from fecsearch.train.common import cached_features
+
+    x = load_prepared(read_ferplus(ferplus_valid).paths[:40], get_config("fecnet-lite-16d").preprocess)
+    trunk = create_model("fecnet-lite-16d").trunk
+    plain = cached_features(trunk, x).float()
+    views = cached_features(trunk, x, augmented_views=2, seed=3).float()
+    assert views.shape == (4, *plain.shape[1:])
+    assert torch.allclose(views[:2], plain, atol=1e-3)
+    assert torch.equal(views, cached_features(trunk, x, augmented_views=2, seed=3).float())
+
+    def apart(a, b):  # the median face's relative feature change
+        return float(((a - b).flatten(1).norm(dim=1) / b.flatten(1).norm(dim=1)).median())
+
+    assert apart(views[2], plain[0]) > 0.05 and apart(views[3], views[2]) > 0.05
+    # a moved face's features stay nearer its own than the next face's
+    assert apart(views[2], plain[0]) < apart(plain[0].roll(1, 0), plain[0])
+
+    out = tmp_path / "views.safetensors"
+    args = ["train", "fecnet", "--train", small_ferplus(ferplus_valid, tmp_path, 120), "--valid", ferplus_valid,
+            "--trunk", TRUNK, "--steps", 2, "--per-type", 2, "--epochs", 1, "--augmented-views", 2]
+    run_cli(*args, "--out", out)
+    assert metrics_of(out)["augmented_views"] == 2 and metrics_of(out)["augmentation"] == "affine"
+    refused = run_cli(*args, "--out", tmp_path / "no.safetensors", "--trunk-lr", 1e-5, ok=False)
+    assert refused.exit_code != 0 and "needs the feature cache" in refused.output
+
+
 def torch_equal(value, original: dict, key: str) -> bool:
     """Whether a trunk tensor of a checkpoint equals the converted FaceRes weights' tensor."""
     import torch

@@ -86,8 +86,14 @@ def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, 
 @click.option("--teacher", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A classifier checkpoint (`train affnet --soft-labels`): every triplet its predicted vote "
                    "distributions rank among a batch's faces is added to the loss (distillation).")
+@click.option("--augmented-views", default=0, show_default=True,
+              help="Cache this many moved views of every face besides it and its mirror image; each step "
+                   "reads each face in one of them, drawn at random.")
+@click.option("--augment", "augmentation", type=click.Choice(["shift", "affine"]), default="affine",
+              show_default=True, help="How --augmented-views moves the faces.")
 def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs, steps_per_epoch,
-                 triplets_per_type, lr, seed, feature_cache, triplet_source, trunk_lr, agreement, tune_blocks, teacher):
+                 triplets_per_type, lr, seed, feature_cache, triplet_source, trunk_lr, agreement, tune_blocks, teacher,
+                 augmented_views, augmentation):
     """FECNet: the embedding head on a frozen trunk, triplet loss of eq. (1) on FER+ vote triplets.
 
     \b
@@ -103,7 +109,8 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs
 
     try:
         run(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs, steps_per_epoch, triplets_per_type, lr,
-            seed, feature_cache, triplet_source, trunk_lr, agreement, tune_blocks, teacher=teacher, log=click.echo)
+            seed, feature_cache, triplet_source, trunk_lr, agreement, tune_blocks, teacher=teacher,
+            augmented_views=augmented_views, augmentation=augmentation, log=click.echo)
     except ValueError as err:
         fail(str(err))
     click.echo(f"wrote {out}")

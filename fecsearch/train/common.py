@@ -21,19 +21,29 @@ from fecsearch.models.preprocess import load_prepared, prepare_faces
 Log = Callable[[str], None]
 
 
-def cached_features(network: torch.nn.Module, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    """A frozen network's output for every face and its mirror image, (2, N, ...) in float16."""
+def cached_features(network: torch.nn.Module, x: torch.Tensor, batch: int = 256, augmented_views: int = 0,
+                    augmentation: str = "affine", seed: int = 0) -> torch.Tensor:
+    """A frozen network's output for every face and its mirror image, (2, N, ...) in float16; with
+    augmented_views=K, K more views of every face follow them, (2 + K, N, ...): each view is the face
+    moved by `augmentation` (augmented()), drawn with its own seed."""
     network.eval()
     out = None
+    generator = torch.Generator()
     with torch.inference_mode():
         for i in range(0, len(x), batch):
             faces = x[i:i + batch].float()
-            for mirrored in (0, 1):
+            for view in range(2 + augmented_views):
+                if view < 2:
+                    moved = faces.flip(3) if view else faces
+                else:
+                    # a seed per (view, batch): the cache is the same whatever else ran before it
+                    generator.manual_seed(seed * 1_000_003 + view * 10_007 + i)
+                    moved = augmented(faces, generator, augmentation)
                 # channels-last: oneDNN's fastest layout for these convolutions on a CPU (about 1.8x)
-                features = network((faces.flip(3) if mirrored else faces).contiguous(memory_format=torch.channels_last))
+                features = network(moved.contiguous(memory_format=torch.channels_last))
                 if out is None:  # filled in place: no second copy of a cache that can take gigabytes
-                    out = torch.empty((2, len(x), *features.shape[1:]), dtype=torch.float16)
-                out[mirrored, i:i + len(faces)] = features.half()
+                    out = torch.empty((2 + augmented_views, len(x), *features.shape[1:]), dtype=torch.float16)
+                out[view, i:i + len(faces)] = features.half()
     return out
 
 

@@ -128,7 +128,7 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
                  epochs: int = 20, steps_per_epoch: int = 300, triplets_per_type: int = 30, lr: float = 5e-4,
                  seed: int = 0, feature_cache: bool = True, triplet_source: str = "votes",
                  trunk_lr: float = 0.0, agreement: str = "strong", tune_blocks: int = 0, teacher=None,
-                 log: Log = print) -> dict:
+                 augmented_views: int = 0, augmentation: str = "affine", log: Log = print) -> dict:
     """FECNet: a frozen trunk and the embedding head trained with the triplet loss on FER+ vote
     triplets, or on FEC's human triplets when train_dir is a `fec download` folder (load_triplet_faces).
 
@@ -140,7 +140,13 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     too, at that learning rate: all of it (no feature cache), or with tune_blocks=N only its last N
     blocks, above a feature cache of the frozen rest. `teacher`, a classifier checkpoint, adds the
     mined loss on its predicted distributions of each face as the batch sees it (mirrored or not).
+    augmented_views=K caches K more views of every face, moved by `augmentation`, and each step
+    reads each face in one of its 2 + K views (original, mirror, moved) drawn at random.
     """
+    if augmented_views and (trunk_lr > 0 and not tune_blocks or not feature_cache):
+        raise ValueError("--augmented-views needs the feature cache (a frozen trunk, or --tune-blocks)")
+    if augmented_views and teacher is not None:
+        raise ValueError("--augmented-views and --teacher cannot be combined (the teacher saw two views)")
     torch.manual_seed(seed)
     out = Path(out)
     config = get_config(model_name)
@@ -182,7 +188,8 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     cache = None
     if feature_cache:
         t0 = time.time()
-        cache = cached_features(lower, x_train)  # (2, N, C, H, W): original and mirrored
+        # (2 + K, N, C, H, W): original, mirrored, then K moved views
+        cache = cached_features(lower, x_train, augmented_views=augmented_views, augmentation=augmentation, seed=seed)
         log(f"feature cache: {tuple(cache.shape)} in {time.time() - t0:.0f}s")
     groups = [{"params": model.head.parameters(), "lr": lr}]
     if fine_tune:
@@ -214,7 +221,10 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
         t0, total = time.time(), 0.0
         for ids, odd, margin in sampler.epoch(epoch, steps_per_epoch):
             flat = ids.flatten()
-            flip = (torch.rand(len(flat), generator=generator) < 0.5).long()
+            if augmented_views:
+                flip = torch.randint(0, 2 + augmented_views, (len(flat),), generator=generator)  # the view
+            else:
+                flip = (torch.rand(len(flat), generator=generator) < 0.5).long()
             if cache is not None:
                 features = upper(cache[flip, flat].float())
             elif fine_tune:
@@ -247,6 +257,7 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
              "trunk_checkpoint": str(trunk_checkpoint or config.trunk), "epochs": epochs, "steps_per_epoch": steps_per_epoch,
              "triplets_per_type": triplets_per_type, "lr": lr, "seed": seed, "feature_cache": feature_cache,
              "triplet_source": triplet_source, "trunk_lr": trunk_lr, "agreement": agreement,
-             "tune_blocks": tune_blocks, "teacher": str(teacher) if teacher else None}
+             "tune_blocks": tune_blocks, "teacher": str(teacher) if teacher else None,
+             "augmented_views": augmented_views, "augmentation": augmentation if augmented_views else None}
     save_checkpoint(model, out, final)
     return final
