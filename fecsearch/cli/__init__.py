@@ -27,6 +27,6 @@ def main():
 
 
 for command in (index.index, query.query, query.moments, people.people, index.embed, index.info, index.models,
-                apps.summarize_cmd, apps.classify_cmd, apps.label_cmd, apps.map_cmd, apps.bench, apps.votes, serve.serve,
-                training.train, training.evaluate, training.fec):
+                apps.summarize_cmd, apps.classify_cmd, apps.label_cmd, apps.map_cmd, apps.bench, apps.votes,
+                serve.serve, training.train, training.evaluate, training.fec):
     main.add_command(command)

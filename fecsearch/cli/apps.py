@@ -101,7 +101,8 @@ def rank_diff(data_dir, model_a, model_b, n_queries, max_n, seed, judge, referen
     if as_json:
         echo_json(report)
         return
-    click.echo(f"{model_a} (A) vs {model_b} (B), {n_queries} queries over {len(study.names) - n_queries} faces, {judge} judge")
+    click.echo(f"{model_a} (A) vs {model_b} (B), {n_queries} queries over {len(study.names) - n_queries} faces, "
+               f"{judge} judge")
     for n in range(1, max_n + 1):
         click.echo(f"  N={n:2d}  rank-difference {mean[n - 1]:+.3f} ± {sem[n - 1]:.3f}")
 

@@ -16,8 +16,9 @@ from fecsearch.models.config import DEFAULT_MODEL
 @click.option("--json", "as_json", is_flag=True)
 def models(as_json):
     """The registered models: trunk, input, output, whether their weights (and an int8 graph, which new
-    indexes use on a CPU: `index --precision`) are here, and what was measured of them (benchmarks/bench_models.py: faces/s here, FER+ valid vote-triplet accuracy,
-    K-NN mean AUC, CK+48 precision@5).
+    indexes use on a CPU: `index --precision`) are here, and what was measured of them
+    (benchmarks/bench_models.py: faces/s here, FER+ valid vote-triplet accuracy, K-NN mean AUC,
+    CK+48 precision@5).
 
     \b
     Example:
@@ -50,8 +51,9 @@ def models(as_json):
             return f"{m[key] * 100:.1f}" if key in m else "-"
 
         faces = f"{m['faces_per_second']:.0f}" if "faces_per_second" in m else "-"
-        click.echo(f"{r['name']:21} {r['trunk']:8} {r['input']:14} {r['dim']:4}  {faces:>7} {pct('triplet_accuracy'):>8} "
-                   f"{pct('knn_mean_auc'):>8} {pct('ckplus_precision_at_5'):>7}  {r['weights']}"
+        click.echo(f"{r['name']:21} {r['trunk']:8} {r['input']:14} {r['dim']:4}  {faces:>7} "
+                   f"{pct('triplet_accuracy'):>8} {pct('knn_mean_auc'):>8} {pct('ckplus_precision_at_5'):>7}  "
+                   f"{r['weights']}"
                    f"{' + int8 graph' if r['int8'] else ''}{'  (default)' if r['default'] else ''}")
     if measured.get("_run"):
         click.echo(f"measured {measured['_run']['date']} on this project's 2-core CPU: {measured['_run']['command']}")
@@ -66,11 +68,14 @@ def models(as_json):
                    "a rerun skips the images already in finished shards.")
 @click.option("--from-shards", "from_shards", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Merge the Parquet shards of this folder into --index (no FOLDER).")
-@click.option("--model", "model_name", default=None, help=f"Embedding model (default: the index's, else {DEFAULT_MODEL}).")
+@click.option("--model", "model_name", default=None,
+              help=f"Embedding model (default: the index's, else {DEFAULT_MODEL}).")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="Trained weights for --model.")
-@click.option("--cropped", is_flag=True, help="Each image already is one face crop (FER, CelebA aligned): no detection.")
+@click.option("--cropped", is_flag=True,
+              help="Each image already is one face crop (FER, CelebA aligned): no detection.")
 @click.option("--workers", type=int, default=None,
-              help="Threads reading images (and, for photos, finding their faces). Default: one per core for photos, 4 with --cropped.")
+              help="Threads reading images (and, for photos, finding their faces). Default: one per core for "
+                   "photos, 4 with --cropped.")
 @click.option("--chunk-size", type=int, help="Images committed per transaction (default 512 cropped, 16 photos).")
 @click.option("--mirror/--no-mirror", default=True, show_default=True,
               help="A new index: embed each face with its mirror image and average them (more accurate, twice "
@@ -102,8 +107,8 @@ def models(as_json):
 @detector_options
 @device_option
 def index(folder, index_dir, shards_dir, from_shards, model_name, checkpoint, cropped, workers, chunk_size, mirror,
-          precision, rebuild_index, index_type, engine, ray_address, frame_rate, identities, as_json, quiet, min_face, min_prob, thresholds,
-          canvas, device, runtime):
+          precision, rebuild_index, index_type, engine, ray_address, frame_rate, identities, as_json, quiet, min_face,
+          min_prob, thresholds, canvas, device, runtime):
     """Embed every face of FOLDER (recursively) into an index: photos, and videos, whose faces are
     indexed with their time (one face kept for each run of frames showing the same face with the
     same expression).
@@ -344,7 +349,8 @@ def info(index_dir, as_json, show_skipped, check):
     index = VectorIndex.open(store, gpu=False, save=False)
     db_bytes = sum(p.stat().st_size for p in Path(index_dir).glob(DB_NAME + "*"))
     data = {"index": str(index_dir), **index_report(store, index), "checkpoint": store.meta("checkpoint"),
-            "faiss_rebuilt": index.rebuilt, "faiss": index.how, "database_bytes": db_bytes, "faiss_bytes": index.size_on_disk()}
+            "faiss_rebuilt": index.rebuilt, "faiss": index.how, "database_bytes": db_bytes,
+            "faiss_bytes": index.size_on_disk()}
     if show_skipped:
         data["skipped_files"] = store.skipped_images()
     if report:

@@ -214,8 +214,8 @@ def shard_model(job) -> ShardModel:
 
     config, _ = trained_config(job.model_name, job.checkpoint)
     return ShardModel(job.model_name, weights_checksum(job.model_name, job.checkpoint), job.mirror,
-                      config.embedding_size, config.distance, os.path.abspath(job.checkpoint) if job.checkpoint else None,
-                      job.precision)
+                      config.embedding_size, config.distance,
+                      os.path.abspath(job.checkpoint) if job.checkpoint else None, job.precision)
 
 
 def index_to_shards(root: str | Path, folder: str | Path, job, engine, chunk_size: int, report=print,
@@ -228,7 +228,8 @@ def index_to_shards(root: str | Path, folder: str | Path, job, engine, chunk_siz
     started, summary = time.time(), ShardSummary()
     model = shard_model(job)
     done = done_images(folder, model)
-    files, problems = find_images(Path(os.path.abspath(root)), videos=True)  # videos: refused, with a reason  # absolute paths, as the index stores them
+    # absolute paths, as the index stores them; videos are refused, with a reason
+    files, problems = find_images(Path(os.path.abspath(root)), videos=True)
     for path, reason in problems:
         summary.skipped.append((str(path), reason))
         report(f"skipped {path}: {reason}")

@@ -64,5 +64,6 @@ def clock(seconds: float) -> str:
 def query_sheet(query_crop: Image.Image, results, out: str | Path, columns: int = 6) -> Path:
     tiles = [(query_crop, "query")]
     tiles += [(face_thumbnail(r.path, r.box, time=r.time),
-               f"#{r.rank}  d={r.distance:.3f}" + (f"  {clock(r.time)}" if r.time is not None else "")) for r in results]
+               f"#{r.rank}  d={r.distance:.3f}" + (f"  {clock(r.time)}" if r.time is not None else ""))
+              for r in results]
     return contact_sheet(tiles, out, columns)

@@ -130,7 +130,8 @@ def create_app(library: Library, rating: Rating | None = None, max_upload_bytes:
         except HTTPException:
             raise
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
-            raise HTTPException(400, "send JSON with rater, pair, left, right and answer (left, right or same)") from None
+            raise HTTPException(400, "send JSON with rater, pair, left, right and answer "
+                                     "(left, right or same)") from None
         await run_in_threadpool(r.vote, *fields)
         return JSONResponse(await run_in_threadpool(r.next_question, fields[0]))
 

@@ -105,7 +105,8 @@ class FaceStore(IdentityTables, IntegrityChecks, VectorReads):
         if path.is_dir():
             raise IndexUnusable(f"{path} is a folder, not a fecsearch database; remove it or choose another --index.")
         if (readonly or not create) and not path.exists():
-            raise FileNotFoundError(f"{self.dir}: no fecsearch index here (no {DB_NAME}); build one with `fecsearch index`")
+            raise FileNotFoundError(f"{self.dir}: no fecsearch index here (no {DB_NAME}); "
+                                    "build one with `fecsearch index`")
         self.readonly = readonly
         conn = None
         try:

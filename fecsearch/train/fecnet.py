@@ -254,7 +254,8 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
         log(json.dumps(metrics))
         checkpointer.save(model, optimizer, epoch + 1, history)
     final = {"history": history, "train_dir": str(train_dir), "valid_dir": str(valid_dir),
-             "trunk_checkpoint": str(trunk_checkpoint or config.trunk), "epochs": epochs, "steps_per_epoch": steps_per_epoch,
+             "trunk_checkpoint": str(trunk_checkpoint or config.trunk), "epochs": epochs,
+             "steps_per_epoch": steps_per_epoch,
              "triplets_per_type": triplets_per_type, "lr": lr, "seed": seed, "feature_cache": feature_cache,
              "triplet_source": triplet_source, "trunk_lr": trunk_lr, "agreement": agreement,
              "tune_blocks": tune_blocks, "teacher": str(teacher) if teacher else None,

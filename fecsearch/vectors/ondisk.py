@@ -141,7 +141,8 @@ def build_from_store(store, parent: str | Path, trained: faiss.Index | None = No
         work.mkdir(parents=True)
         shards, max_id = [], -1
         for i, (ids, vectors) in enumerate(store.embedding_chunks(shard_rows)):
-            shards.append(write_shard(trained, normalise(vectors) if cosine else vectors, ids, work / f"shard-{i}.faiss"))
+            shards.append(write_shard(trained, normalise(vectors) if cosine else vectors, ids,
+                                      work / f"shard-{i}.faiss"))
             max_id = int(ids[-1])
     merge_shards(trained, shards, work, final_folder=parent / name)
     for shard in shards:
