@@ -221,17 +221,18 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
         t0, total = time.time(), 0.0
         for ids, odd, margin in sampler.epoch(epoch, steps_per_epoch):
             flat = ids.flatten()
+            # each face's view: 0 as it is, 1 mirrored, 2 and up moved (augmented_views)
             if augmented_views:
-                flip = torch.randint(0, 2 + augmented_views, (len(flat),), generator=generator)  # the view
+                view = torch.randint(0, 2 + augmented_views, (len(flat),), generator=generator)
             else:
-                flip = (torch.rand(len(flat), generator=generator) < 0.5).long()
+                view = (torch.rand(len(flat), generator=generator) < 0.5).long()
             if cache is not None:
-                features = upper(cache[flip, flat].float())
+                features = upper(cache[view, flat].float())
             elif fine_tune:
                 features = model.trunk(augment(x_train[flat].float(), generator))
             else:
                 faces = x_train[flat].float()
-                faces = torch.where(flip.bool()[:, None, None, None], faces.flip(3), faces)
+                faces = torch.where(view.bool()[:, None, None, None], faces.flip(3), faces)
                 with torch.no_grad():
                     features = model.trunk(faces)
             flat_e = model.head(features)
@@ -239,7 +240,7 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
             loss = triplet_loss(e[:, 0], e[:, 1], e[:, 2], odd, margin)
             if triplet_source == "mined" or teacher_probs is not None:
                 some = torch.randperm(len(flat), generator=generator)[:MINED_FACES]
-                target = teacher_probs[flip[some], flat[some]] if teacher_probs is not None else votes[flat[some]]
+                target = teacher_probs[view[some], flat[some]] if teacher_probs is not None else votes[flat[some]]
                 loss = loss + mined_vote_loss(flat_e[some], target)
             optimizer.zero_grad()
             loss.backward()
