@@ -173,3 +173,15 @@ def torch_equal(value, original: dict, key: str) -> bool:
     if not hasattr(torch_equal, "net"):
         torch_equal.net = load_trunk_state(MobileNetV1(upto=11), original).state_dict()
     return torch.equal(value, torch_equal.net[key[len("trunk.net."):]])
+
+
+def test_train_fecnet_with_a_vote_readout(ferplus_valid, tmp_path):
+    """--vote-readout W: the cross-entropy of the votes read from each embedding joins the loss (the
+    same batches and triplets give a larger loss, by at least W x the votes' own entropy)."""
+    args = ["train", "fecnet", "--train", ferplus_valid, "--valid", ferplus_valid, "--trunk", TRUNK,
+            "--steps", 3, "--per-type", 2, "--epochs", 1]
+    run_cli(*args, "--out", tmp_path / "plain.safetensors")
+    run_cli(*args, "--out", tmp_path / "readout.safetensors", "--vote-readout", 0.5)
+    plain, readout = metrics_of(tmp_path / "plain.safetensors"), metrics_of(tmp_path / "readout.safetensors")
+    assert plain["vote_readout"] == 0 and readout["vote_readout"] == 0.5
+    assert readout["history"][0]["train_loss"] > plain["history"][0]["train_loss"] + 0.25

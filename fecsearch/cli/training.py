@@ -91,9 +91,12 @@ def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, 
                    "reads each face in one of them, drawn at random.")
 @click.option("--augment", "augmentation", type=click.Choice(["shift", "affine"]), default="affine",
               show_default=True, help="How --augmented-views moves the faces.")
+@click.option("--vote-readout", default=0.0, show_default=True,
+              help="Above 0: a linear layer reads each face's vote distribution from its embedding, and "
+                   "its cross-entropy, times this weight, joins the loss.")
 def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs, steps_per_epoch,
                  triplets_per_type, lr, seed, feature_cache, triplet_source, trunk_lr, agreement, tune_blocks, teacher,
-                 augmented_views, augmentation):
+                 augmented_views, augmentation, vote_readout):
     """FECNet: the embedding head on a frozen trunk, triplet loss of eq. (1) on FER+ vote triplets.
 
     \b
@@ -110,7 +113,7 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs
     try:
         run(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs, steps_per_epoch, triplets_per_type, lr,
             seed, feature_cache, triplet_source, trunk_lr, agreement, tune_blocks, teacher=teacher,
-            augmented_views=augmented_views, augmentation=augmentation, log=click.echo)
+            augmented_views=augmented_views, augmentation=augmentation, vote_readout=vote_readout, log=click.echo)
     except ValueError as err:
         fail(str(err))
     click.echo(f"wrote {out}")

@@ -128,7 +128,8 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
                  epochs: int = 20, steps_per_epoch: int = 300, triplets_per_type: int = 30, lr: float = 5e-4,
                  seed: int = 0, feature_cache: bool = True, triplet_source: str = "votes",
                  trunk_lr: float = 0.0, agreement: str = "strong", tune_blocks: int = 0, teacher=None,
-                 augmented_views: int = 0, augmentation: str = "affine", log: Log = print) -> dict:
+                 augmented_views: int = 0, augmentation: str = "affine", vote_readout: float = 0.0,
+                 log: Log = print) -> dict:
     """FECNet: a frozen trunk and the embedding head trained with the triplet loss on FER+ vote
     triplets, or on FEC's human triplets when train_dir is a `fec download` folder (load_triplet_faces).
 
@@ -142,6 +143,8 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     mined loss on its predicted distributions of each face as the batch sees it (mirrored or not).
     augmented_views=K caches K more views of every face, moved by `augmentation`, and each step
     reads each face in one of its 2 + K views (original, mirror, moved) drawn at random.
+    vote_readout=W adds a linear layer that reads each face's vote distribution from its embedding,
+    and W times its cross-entropy to the loss; the layer is not part of the saved model.
     """
     if augmented_views and (trunk_lr > 0 and not tune_blocks or not feature_cache):
         raise ValueError("--augmented-views needs the feature cache (a frozen trunk, or --tune-blocks)")
@@ -194,17 +197,23 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     groups = [{"params": model.head.parameters(), "lr": lr}]
     if fine_tune:
         groups.append({"params": tuned.parameters(), "lr": trunk_lr})
+    readout, saved = None, model
+    if vote_readout > 0:
+        if train.labelled is None:
+            raise ValueError("--vote-readout needs FER+ vote distributions (a folder with label.csv)")
+        readout = torch.nn.Linear(config.dim, train.labelled.votes.shape[1])
+        groups.append({"params": readout.parameters(), "lr": lr})
+        saved = torch.nn.ModuleDict({"model": model, "readout": readout})  # an interrupted run resumes both
     optimizer = torch.optim.Adam(groups)
     # Adam at the paper's 5e-4, annealed to zero over the run: a constant rate leaves the
     # validation accuracy swinging by several points from epoch to epoch.
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
     checkpointer = Checkpointer(out)
-    start, history = checkpointer.load(model, optimizer, schedule, steps_per_epoch)
+    start, history = checkpointer.load(saved, optimizer, schedule, steps_per_epoch)
     sampler = TripletSampler(train, triplets_per_type, seed, triplet_source)
-    if triplet_source == "mined":
-        if train.labelled is None:
-            raise ValueError("--triplets mined needs FER+ vote distributions (a folder with label.csv)")
-        votes = torch.from_numpy(train.labelled.votes)
+    if triplet_source == "mined" and train.labelled is None:
+        raise ValueError("--triplets mined needs FER+ vote distributions (a folder with label.csv)")
+    votes = torch.from_numpy(train.labelled.votes) if train.labelled is not None else None
     teacher_probs = None
     if teacher is not None:
         if train.labelled is None:
@@ -242,6 +251,8 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
                 some = torch.randperm(len(flat), generator=generator)[:MINED_FACES]
                 target = teacher_probs[view[some], flat[some]] if teacher_probs is not None else votes[flat[some]]
                 loss = loss + mined_vote_loss(flat_e[some], target)
+            if readout is not None:
+                loss = loss + vote_readout * -(votes[flat] * F.log_softmax(readout(flat_e), 1)).sum(1).mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -253,13 +264,14 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
                    "valid_triplet_accuracy": acc}
         history.append(metrics)
         log(json.dumps(metrics))
-        checkpointer.save(model, optimizer, epoch + 1, history)
+        checkpointer.save(saved, optimizer, epoch + 1, history)
     final = {"history": history, "train_dir": str(train_dir), "valid_dir": str(valid_dir),
              "trunk_checkpoint": str(trunk_checkpoint or config.trunk), "epochs": epochs,
              "steps_per_epoch": steps_per_epoch,
              "triplets_per_type": triplets_per_type, "lr": lr, "seed": seed, "feature_cache": feature_cache,
              "triplet_source": triplet_source, "trunk_lr": trunk_lr, "agreement": agreement,
              "tune_blocks": tune_blocks, "teacher": str(teacher) if teacher else None,
-             "augmented_views": augmented_views, "augmentation": augmentation if augmented_views else None}
+             "augmented_views": augmented_views, "augmentation": augmentation if augmented_views else None,
+             "vote_readout": vote_readout}
     save_checkpoint(model, out, final)
     return final
