@@ -2,8 +2,10 @@
 
     python benchmarks/bench_models.py [--model NAME ...] [--skip-knn] [--no-mirror]
 
-For each model: faces/s embedding FER+ valid crops (the `index --cropped` path: preparation and
-the inference network, mirror average included), FER+ valid vote-triplet accuracy (6,000 triplets,
+For each model: faces/s embedding FER+ valid crops (preparation and the network, mirror average
+included) with the network a new `index --cropped` uses (ONNX Runtime; its int8 graph where the
+model has one: `faces_per_second`) and with torch (`faces_per_second_torch`, the network training
+evaluates), FER+ valid vote-triplet accuracy (6,000 triplets,
 seed 2019; L2 for FECNet models, the best of L1/L2/cosine for the others), K-NN (K=200) mean
 AUC-ROC (FER+ train -> valid) and CK+48 subject-independent precision@5. Speed is also given as a
 ratio to fecnet-lite-16d measured in the same run. Writes fecsearch/weights/measured.json, which
@@ -27,17 +29,23 @@ OUT = ROOT / "fecsearch" / "weights" / "measured.json"
 SHIPPED = ["fecnet-lite-16d", "affnet-lite-cl-p", "fecnet-faceres-16d", "affnet-faceres-cl-p"]
 
 
-def faces_per_second(model, paths, repeat: int = 3) -> float:
+def faces_per_second(network, preprocess, paths, repeat: int = 3) -> float:
     from fecsearch.models.preprocess import load_prepared
 
-    network = model.for_inference()
-    network.embed(load_prepared(paths[:64], model.config.preprocess))  # warm-up
+    network.embed(load_prepared(paths[:64], preprocess))  # warm-up
     best = 0.0
     for _ in range(repeat):
         t0 = time.perf_counter()
-        network.embed(load_prepared(paths, model.config.preprocess))
+        network.embed(load_prepared(paths, preprocess))
         best = max(best, len(paths) / (time.perf_counter() - t0))
     return best
+
+
+def index_network(name: str, mirror_average: bool):
+    """The network a new `index --cropped` embeds with here: the default runtime and precision."""
+    from fecsearch.models.inference import load_inference
+
+    return load_inference(name, mirror_average=mirror_average, precision="auto")
 
 
 def main() -> None:
@@ -68,7 +76,11 @@ def main() -> None:
     for name in names:
         model = create_model(name)
         model.config = replace(model.config, mirror_average=not args.no_mirror)
-        row = {"faces_per_second": round(faces_per_second(model, speed_paths), 1)}
+        preprocess = model.config.preprocess
+        network = index_network(name, not args.no_mirror)
+        row = {"faces_per_second": round(faces_per_second(network, preprocess, speed_paths), 1),
+               "index_runtime": f"{network.runtime} {getattr(network, 'precision', 'fp32')}",
+               "faces_per_second_torch": round(faces_per_second(model.for_inference(), preprocess, speed_paths), 1)}
         vectors = embed_paths(model, valid.paths)
         acc = triplet_accuracy(dict(zip(map(str, valid.paths), vectors)), triplets)
         distances = ["l2"] if model.config.family == "fecnet" else ["l1", "l2", "cosine"]

@@ -17,7 +17,7 @@ from fecsearch.models.config import DEFAULT_MODEL
 def models(as_json):
     """The registered models: trunk, input, output, whether their weights (and an int8 graph, which new
     indexes use on a CPU: `index --precision`) are here, and what was measured of them
-    (benchmarks/bench_models.py: faces/s here, FER+ valid vote-triplet accuracy, K-NN mean AUC,
+    (benchmarks/bench_models.py: faces/s of `index --cropped` here, FER+ valid vote-triplet accuracy, K-NN mean AUC,
     CK+48 precision@5).
 
     \b
@@ -56,7 +56,9 @@ def models(as_json):
                    f"{r['weights']}"
                    f"{' + int8 graph' if r['int8'] else ''}{'  (default)' if r['default'] else ''}")
     if measured.get("_run"):
-        click.echo(f"measured {measured['_run']['date']} on this project's 2-core CPU: {measured['_run']['command']}")
+        click.echo(f"measured {measured['_run']['date']} on this project's 2-core CPU: {measured['_run']['command']}"
+                   f"\nfaces/s: FER+ crops as a new `index --cropped` embeds them (its runtime and precision, and "
+                   f"torch's faces/s, in --json)")
 
 
 @click.command()
