@@ -175,13 +175,28 @@ def torch_equal(value, original: dict, key: str) -> bool:
     return torch.equal(value, torch_equal.net[key[len("trunk.net."):]])
 
 
-def test_train_fecnet_with_a_vote_readout(ferplus_valid, tmp_path):
-    """--vote-readout W: the cross-entropy of the votes read from each embedding joins the loss (the
-    same batches and triplets give a larger loss, by at least W x the votes' own entropy)."""
+
+def test_train_fecnet_with_a_vote_readout_or_a_warm_head(ferplus_valid, tmp_path):
+    """At a learning rate too small to move any weight:
+    --vote-readout W: the cross-entropy of the votes read from each embedding joins the loss (the same
+    batches give a larger loss, by at least W x the votes' own entropy);
+    --warm-head: the head's FeatureHead starts from the classifier's in --trunk, without it it is new."""
+    from safetensors.torch import load_file
+
     args = ["train", "fecnet", "--train", ferplus_valid, "--valid", ferplus_valid, "--trunk", TRUNK,
-            "--steps", 3, "--per-type", 2, "--epochs", 1]
+            "--steps", 2, "--per-type", 2, "--epochs", 1, "--lr", 1e-12]
     run_cli(*args, "--out", tmp_path / "plain.safetensors")
     run_cli(*args, "--out", tmp_path / "readout.safetensors", "--vote-readout", 0.5)
+    run_cli(*args, "--out", tmp_path / "warm.safetensors", "--warm-head")
     plain, readout = metrics_of(tmp_path / "plain.safetensors"), metrics_of(tmp_path / "readout.safetensors")
     assert plain["vote_readout"] == 0 and readout["vote_readout"] == 0.5
     assert readout["history"][0]["train_loss"] > plain["history"][0]["train_loss"] + 0.25
+
+    classifier = load_file(str(TRUNK))
+    warm, cold = load_file(str(tmp_path / "warm.safetensors")), load_file(str(tmp_path / "plain.safetensors"))
+    for key in ("head.features.reduce.weight", "head.features.fc.weight"):
+        assert (warm[key] - classifier[key]).abs().max() < 1e-6
+        assert (cold[key] - classifier[key]).abs().max() > 1e-2
+    assert metrics_of(tmp_path / "warm.safetensors")["warm_head"] is True and plain["warm_head"] is False
+    refused = run_cli(*args[:6], "--out", tmp_path / "no.safetensors", "--warm-head", ok=False)
+    assert refused.exit_code != 0 and "--warm-head needs --trunk" in refused.output

@@ -94,9 +94,12 @@ def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, 
 @click.option("--vote-readout", default=0.0, show_default=True,
               help="Above 0: a linear layer reads each face's vote distribution from its embedding, and "
                    "its cross-entropy, times this weight, joins the loss.")
+@click.option("--warm-head", is_flag=True,
+              help="Start the head's 1x1 conv, DenseNet block and FC 512 from the classifier in --trunk "
+                   "(the same layers AFFNet-CL has) instead of from random weights.")
 def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs, steps_per_epoch,
                  triplets_per_type, lr, seed, feature_cache, triplet_source, trunk_lr, agreement, tune_blocks, teacher,
-                 augmented_views, augmentation, vote_readout):
+                 augmented_views, augmentation, vote_readout, warm_head):
     """FECNet: the embedding head on a frozen trunk, triplet loss of eq. (1) on FER+ vote triplets.
 
     \b
@@ -113,7 +116,8 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs
     try:
         run(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs, steps_per_epoch, triplets_per_type, lr,
             seed, feature_cache, triplet_source, trunk_lr, agreement, tune_blocks, teacher=teacher,
-            augmented_views=augmented_views, augmentation=augmentation, vote_readout=vote_readout, log=click.echo)
+            augmented_views=augmented_views, augmentation=augmentation, vote_readout=vote_readout,
+            warm_head=warm_head, log=click.echo)
     except ValueError as err:
         fail(str(err))
     click.echo(f"wrote {out}")

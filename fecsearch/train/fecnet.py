@@ -129,7 +129,7 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
                  seed: int = 0, feature_cache: bool = True, triplet_source: str = "votes",
                  trunk_lr: float = 0.0, agreement: str = "strong", tune_blocks: int = 0, teacher=None,
                  augmented_views: int = 0, augmentation: str = "affine", vote_readout: float = 0.0,
-                 log: Log = print) -> dict:
+                 warm_head: bool = False, log: Log = print) -> dict:
     """FECNet: a frozen trunk and the embedding head trained with the triplet loss on FER+ vote
     triplets, or on FEC's human triplets when train_dir is a `fec download` folder (load_triplet_faces).
 
@@ -145,6 +145,8 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     reads each face in one of its 2 + K views (original, mirror, moved) drawn at random.
     vote_readout=W adds a linear layer that reads each face's vote distribution from its embedding,
     and W times its cross-entropy to the loss; the layer is not part of the saved model.
+    warm_head starts the head's FeatureHead (1x1 conv, DenseNet block, FC 512) from the classifier
+    in trunk_checkpoint instead of from random weights; only the last FC to the embedding is new.
     """
     if augmented_views and (trunk_lr > 0 and not tune_blocks or not feature_cache):
         raise ValueError("--augmented-views needs the feature cache (a frozen trunk, or --tune-blocks)")
@@ -157,9 +159,19 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
         teacher_config(teacher)
     model = create_model(model_name, random_init=True)
     if trunk_checkpoint is not None:
-        trunk_state = {k[len("trunk."):]: v for k, v in _load_state(trunk_checkpoint).items()
-                       if k.startswith("trunk.")}
-        model.trunk.load_state_dict(trunk_state)
+        state = _load_state(trunk_checkpoint)
+        model.trunk.load_state_dict({k[len("trunk."):]: v for k, v in state.items() if k.startswith("trunk.")})
+        if warm_head:
+            # the classifier's 1x1 conv, DenseNet block and FC 512 (the same FeatureHead as FECNet's)
+            features = {k[len("head.features."):]: v for k, v in state.items() if k.startswith("head.features.")}
+            if not features:
+                raise ValueError(f"--warm-head: {trunk_checkpoint} has no classifier head to start from")
+            try:
+                model.head.features.load_state_dict(features)
+            except RuntimeError as err:
+                raise ValueError(f"--warm-head: the head of {trunk_checkpoint} has another shape ({err})") from err
+    elif warm_head:
+        raise ValueError("--warm-head needs --trunk: a classifier checkpoint whose head the new head starts from")
     elif pretrained_trunk(config):
         model.trunk = build_trunk(config, pretrained=True)
     else:
@@ -272,6 +284,6 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
              "triplet_source": triplet_source, "trunk_lr": trunk_lr, "agreement": agreement,
              "tune_blocks": tune_blocks, "teacher": str(teacher) if teacher else None,
              "augmented_views": augmented_views, "augmentation": augmentation if augmented_views else None,
-             "vote_readout": vote_readout}
+             "vote_readout": vote_readout, "warm_head": warm_head}
     save_checkpoint(model, out, final)
     return final
