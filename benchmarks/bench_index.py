@@ -67,7 +67,8 @@ def naive_facenet(paths, model, canvas: bool) -> tuple[int, float]:
     start, faces = time.perf_counter(), 0
     for p in paths:
         image = load_image(p)
-        board, scale, ox, oy = letterbox(image) if canvas else (image, 1.0, 0, 0)
+        board, placed = letterbox(image) if canvas else (image, None)
+        scale, ox, oy = (placed.scale, placed.x, placed.y) if placed else (1.0, 0, 0)
         boxes, probs, marks = mtcnn.detect(board, landmarks=True)
         if boxes is None:
             continue

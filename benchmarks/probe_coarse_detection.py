@@ -35,8 +35,8 @@ def main() -> None:
     images = [load_image(p) for p in sorted(PHOTOS.glob("*.jpg"))]
 
     def vector(image):
-        face, _, count = pipeline.face_of(image)
-        return pipeline.embed([face])[0] if count else None
+        face, _, _ = pipeline.face_of(image)
+        return pipeline.embed([face])[0] if face is not None else None
 
     def top(v):
         return searcher.search(v, 1)[0].face_id

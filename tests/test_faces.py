@@ -56,6 +56,44 @@ def test_pyramid_levels_side_by_side_find_the_same_faces(photos):
         assert all(np.array_equal(f.landmarks, g.landmarks) for f, g in zip(a, b))
 
 
+def test_the_largest_face_is_found_without_the_finest_levels_as_indexing_finds_it(photos, monkeypatch):
+    """A query by image (detect_largest) leaves out the pyramid levels that only find faces far smaller
+    than its largest, yet gets the face indexing's full pyramid finds largest (detect_one, one level at
+    a time), to the bit: on every test photo and on collages of them, where faces of many sizes sit side
+    by side. Where the first guess leaves out too much, it widens, down to every level."""
+    import sys
+    from pathlib import Path
+
+    from fecsearch.faces import mtcnn
+    from fecsearch.faces.align import largest_face
+    from fecsearch.faces.images import find_images
+
+    sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+    from collages import collage
+
+    query, indexing = FaceDetector(), FaceDetector(threads=1)
+    paths = find_images(photos)[0]
+    images = [load_image(p) for p in paths] + [collage(paths, seed) for seed in range(12)]
+    passes, widened, left_out, counted = [], 0, 0, 0
+    detect = mtcnn.Pyramid.detect
+    monkeypatch.setattr(mtcnn.Pyramid, "detect", lambda self, levels=None: passes.append(1) or detect(self, levels))
+    for n, image in enumerate(images):
+        faces = indexing.detect_one(image)
+        expected = faces[largest_face(faces)]
+        passes.clear()
+        face, number, count = query.detect_largest(image)
+        assert face.box == expected.box and face.probability == expected.probability, f"image {n}"
+        assert np.array_equal(face.landmarks, expected.landmarks), f"image {n}"
+        if count is None:  # levels were left out: the face is not numbered among faces not looked for
+            left_out += 1
+            assert number is None
+        else:  # every level ran: numbered and counted as detect_one does
+            counted += 1
+            assert (number, count) == (largest_face(faces), len(faces))
+        widened += len(passes) > 1
+    assert left_out >= 60 and counted >= 1 and widened >= 1
+
+
 def test_cascade_finds_what_facenet_pytorch_finds(detector, photos):
     """fecsearch's MTCNN driver (fecsearch/mtcnn.py) against facenet-pytorch's detect_face, same
     weights and thresholds, on the same canvases of every test photo. Faces either is sure of
@@ -71,8 +109,8 @@ def test_cascade_finds_what_facenet_pytorch_finds(detector, photos):
     nets = TorchMtcnn("cpu").modules  # facenet-pytorch's detect_face runs torch modules
     for path in find_images(photos)[0]:
         image = load_image(path)
-        board, scale, ox, oy = detector._letterbox(image)
-        region = (ox, oy, ox + round(image.width * scale), oy + round(image.height * scale))
+        board, placed = detector._letterbox(image)
+        region = placed.region
         ours = mtcnn.detect(board, region)[0]
         with torch.inference_mode():
             theirs = detect_face(np.asarray(board)[None], 20, nets["pnet"], nets["rnet"], nets["onet"],

@@ -112,7 +112,8 @@ def answer(searcher, q, k: int, cropped: bool, as_json: bool, sheet: Path | None
             echo_json(data)
         return data
     indexed = f" (indexed as face {q.face_id})" if q.face_id is not None else ""
-    click.echo(f"query: {q.source} face {q.face_number} of {q.faces_found}{indexed}, box "
+    which = f"face {q.face_number} of {q.faces_found}" if q.faces_found is not None else "its largest face"
+    click.echo(f"query: {q.source} {which}{indexed}, box "
                f"{tuple(round(v) for v in q.face.box)}; model {searcher.model_name}")
     click.echo(f"{'rank':>4}  {'distance':>8}  {'face':>6}  path  [box]")
     for r in results:

@@ -149,11 +149,17 @@ class Cascade:
 
         Returns boxes [n, 5] (x1, y1, x2, y2, probability) and landmarks [n, 5, 2].
         """
+        return self.pyramid(canvas, region).detect()
+
+    def pyramid(self, canvas: Image.Image, region: tuple[int, int, int, int] | None = None) -> Pyramid:
+        """The canvas's pyramid, for detections over some of its levels (Pyramid.detect)."""
         region = region or (0, 0, canvas.width, canvas.height)
-        canvas = AreaSampler(canvas if canvas.mode == "RGB" else canvas.convert("RGB"))  # convert() copies
-        boxes = self._propose(canvas, region)
-        if len(boxes):
-            boxes = self._refine(canvas, boxes)
+        sampler = AreaSampler(canvas if canvas.mode == "RGB" else canvas.convert("RGB"))  # convert() copies
+        return Pyramid(self, sampler, region)
+
+    def _finish(self, canvas: AreaSampler, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """R-Net and O-Net on P-Net's candidates [n, 9]: boxes [n, 5] and landmarks [n, 5, 2]."""
+        boxes = self._refine(canvas, self._after_pnet(candidates)) if len(candidates) else candidates
         if not len(boxes):
             return np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
         reg, points, prob = self.networks.onet(self._crops(canvas, boxes, 48))
@@ -169,21 +175,10 @@ class Cascade:
         keep = _nms_min(boxes[:, :4], boxes[:, 4], 0.7)
         return boxes[keep].astype(np.float32), points[keep].astype(np.float32)
 
-    def _propose(self, canvas: AreaSampler, region) -> np.ndarray:
-        """P-Net over the pyramid: candidate boxes [n, 9] (box, score, box regression)."""
-        width, height = canvas.size
-        scales = self.scales(width, height)
-        if self.level_workers > 1 and len(scales) > 1:
-            # Levels are independent: while one is resampled (Pillow lets the GIL go) another runs
-            # in ONNX Runtime. map keeps the pyramid's order, so the boxes are the same as one by one.
-            found = list(self._workers().map(lambda scale: self._level(canvas, scale, region), scales))
-        else:
-            found = [self._level(canvas, scale, region) for scale in scales]
-        found = [boxes for boxes in found if boxes is not None]
-        if not found:
-            return np.zeros((0, 5), np.float32)
-        boxes = np.concatenate(found)
-        boxes = boxes[nms(boxes[:, :4], boxes[:, 4], 0.7)]
+    @staticmethod
+    def _after_pnet(candidates: np.ndarray) -> np.ndarray:
+        """The levels' candidates after NMS across levels, moved by P-Net's corrections, squared."""
+        boxes = candidates[nms(candidates[:, :4], candidates[:, 4], 0.7)]
         w = boxes[:, 2] - boxes[:, 0]
         h = boxes[:, 3] - boxes[:, 1]
         moved = np.stack([boxes[:, 0] + boxes[:, 5] * w, boxes[:, 1] + boxes[:, 6] * h,
@@ -247,6 +242,44 @@ class Cascade:
             if box[2] > box[0] and box[3] > box[1]:
                 pixels[i] = np.asarray(canvas.resize((size, size), box))
         return mtcnn_input(pixels)
+
+
+class Pyramid:
+    """One canvas's pyramid levels, each run through P-Net once, when a detection first needs it.
+
+    detect(levels) runs the cascade on the candidates of some levels only. P-Net's 12 px window
+    at a level of scale s covers 12/s canvas pixels, so leaving out the finest levels leaves out
+    the smallest faces, and little else (FaceDetector.detect_largest relies on that). A second
+    detect over more levels reuses the levels already run.
+    """
+
+    def __init__(self, cascade: Cascade, canvas: AreaSampler, region: tuple[int, int, int, int]):
+        self.cascade = cascade
+        self.canvas = canvas
+        self.region = region
+        self.scales = cascade.scales(*canvas.size)  # finest (largest scale) first
+        self._candidates: dict[int, np.ndarray | None] = {}
+
+    def window(self, level: int) -> float:
+        """How many canvas pixels P-Net's window spans at this level."""
+        return P_WINDOW / self.scales[level]
+
+    def detect(self, levels=None) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes [n, 5] and landmarks [n, 5, 2] found from these levels (default: all)."""
+        levels = sorted(range(len(self.scales)) if levels is None else levels)
+        missing = [i for i in levels if i not in self._candidates]
+        run = lambda i: self.cascade._level(self.canvas, self.scales[i], self.region)  # noqa: E731
+        if self.cascade.level_workers > 1 and len(missing) > 1:
+            # Levels are independent: while one is resampled (Pillow lets the GIL go) another runs
+            # in ONNX Runtime. Each level's candidates are kept apart and joined in the pyramid's
+            # order, so the boxes are the same as one level at a time.
+            found = list(self.cascade._workers().map(run, missing))
+        else:
+            found = [run(i) for i in missing]
+        self._candidates.update(zip(missing, found))
+        joined = [self._candidates[i] for i in levels if self._candidates[i] is not None]
+        candidates = np.concatenate(joined) if joined else np.zeros((0, 9), np.float32)
+        return self.cascade._finish(self.canvas, candidates)
 
 
 def apply_correction(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:

@@ -48,12 +48,18 @@ class FacePipeline:
             self.identity = IdentityNetwork(*self._identity_args)
         return self.identity
 
-    def face_of(self, image: Image.Image, face: int | None = None) -> tuple[FoundFace | None, int, int]:
+    def face_of(self, image: Image.Image, face: int | None = None
+                ) -> tuple[FoundFace | None, int | None, int | None]:
         """One face of an image, aligned: the face-th from the left (None: the largest), its number, and
-        how many faces the image has; (None, face, count) when there is no such face. Detection is the
-        same as find_faces'; only the chosen face is aligned, which is all a query needs."""
+        how many faces the image has; (None, face, count) when there is no such face. Only the chosen
+        face is aligned, which is all a query needs. The largest face is the one find_faces would
+        find largest, but faces far smaller than it are not looked for: its number and the count are
+        then None (FaceDetector.detect_largest)."""
         if self.cropped:
             found = self.find_faces([image])[0]
+        elif face is None:
+            largest, number, count = self.detector.detect_largest(image)
+            return (self._align(image, largest) if largest else None), number, count
         else:
             found = self.detector.detect_one(image)
         if not found:

@@ -44,8 +44,8 @@ class QueryFace:
     face: FoundFace
     vector: np.ndarray
     source: str  # the image's path
-    face_number: int
-    faces_found: int
+    face_number: int | None  # None: the largest face, found without looking for much smaller ones
+    faces_found: int | None  # (FaceDetector.detect_largest); `fecsearch embed` lists every face
     face_id: int | None = None  # the face's id when it is in the index (a query by id, or an indexed file)
     identity: np.ndarray | None = None  # who the face is (models/identity.py), when asked for
 
@@ -155,9 +155,10 @@ class Searcher:
 
         image = load_image(image_path)
         found, number, count = self.pipeline(cropped).face_of(image, face)
-        if not count:
+        if count == 0:
             raise LookupError(f"{image_path}: no face found")
-        self._check_number(image_path, number, count)
+        if count is not None:
+            self._check_number(image_path, number, count)
         vector = self.pipeline(cropped).embed([found])[0]
         q = QueryFace(found, vector, str(image_path), number, count)
         if identity:
