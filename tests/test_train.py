@@ -200,3 +200,50 @@ def test_train_fecnet_with_a_vote_readout_or_a_warm_head(ferplus_valid, tmp_path
     assert metrics_of(tmp_path / "warm.safetensors")["warm_head"] is True and plain["warm_head"] is False
     refused = run_cli(*args[:6], "--out", tmp_path / "no.safetensors", "--warm-head", ok=False)
     assert refused.exit_code != 0 and "--warm-head needs --trunk" in refused.output
+
+
+def test_mixup_blends_faces_and_their_votes(ferplus_valid, tmp_path):
+    """`train affnet --mixup A`: a batch is blended with itself in another order by one weight, inputs
+    and targets alike; targets stay distributions (majority labels become one-hot first); the same
+    generator seed gives the same blend; the run records it; a negative value is refused."""
+    import torch
+
+    from fecsearch.data.labels import read_ferplus
+    from fecsearch.models.config import get_config
+    from fecsearch.models.preprocess import load_prepared
+    from fecsearch.train.common import mixed
+
+    faces = read_ferplus(ferplus_valid)
+    x = load_prepared(faces.paths[:32], get_config("affnet-lite-cl-p").preprocess).float()
+    votes = torch.from_numpy(faces.votes[:32])
+    blend, target = mixed(x, votes, 0.4, torch.Generator().manual_seed(3))
+    again, _ = mixed(x, votes, 0.4, torch.Generator().manual_seed(3))
+    assert torch.equal(blend, again)
+    torch.testing.assert_close(target.sum(1), torch.ones(32, dtype=target.dtype))
+    # Each blended face is w * one face + (1 - w) * another, and its target the same blend of their votes.
+    flat, ones = x.flatten(1), blend.flatten(1)
+    for n in range(32):
+        w, j = None, None
+        for k in range(32):
+            # solve blend = w x_n + (1 - w) x_k for w by least squares; the right k fits exactly
+            d = flat[n] - flat[k]
+            if float(d.norm()) < 1e-6:
+                continue
+            w_k = float(((ones[n] - flat[k]) @ d) / (d @ d))
+            if float((w_k * flat[n] + (1 - w_k) * flat[k] - ones[n]).abs().max()) < 1e-4:
+                w, j = w_k, k
+                break
+        assert w is not None, f"face {n} is not a blend of two faces of the batch"
+        torch.testing.assert_close(target[n], (w * votes[n] + (1 - w) * votes[j]).to(target.dtype), atol=1e-4, rtol=0)
+    labels = torch.from_numpy(faces.labels[:32])
+    _, hard = mixed(x, labels, 0.4, torch.Generator().manual_seed(3))
+    assert hard.shape == (32, 8) and bool(((hard > 0).sum(1) <= 2).all())
+
+    out = tmp_path / "mixup.safetensors"
+    small = small_ferplus(ferplus_valid, tmp_path)
+    run_cli("train", "affnet", "--train", small, "--valid", ferplus_valid, "--out", out, "--epochs", 1,
+            "--batch-size", 16, "--soft-labels", "--mixup", 0.4)
+    assert metrics_of(out)["mixup"] == 0.4
+    result = run_cli("train", "affnet", "--train", small, "--valid", ferplus_valid,
+                     "--out", tmp_path / "no.safetensors", "--mixup", -1, ok=False)
+    assert result.exit_code != 0 and "--mixup must be 0 (off) or more, not -1.0" in result.output

@@ -31,8 +31,11 @@ def train():
               help="With --trunk-lr: how many of the pretrained trunk's last blocks learn (above a feature cache).")
 @click.option("--augment", "augmentation", type=click.Choice(["shift", "affine"]), default="shift", show_default=True,
               help="shift: flips and 3-pixel shifts; affine: flips, rotation, zoom, shift, contrast, brightness.")
+@click.option("--mixup", default=0.0, show_default=True,
+              help="Blend each batch with itself shuffled, inputs and targets alike, by a weight drawn from "
+                   "Beta(MIXUP, MIXUP); 0 turns it off.")
 def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, seed, soft_labels, trunk_lr,
-                 tune_blocks, augmentation):
+                 tune_blocks, augmentation, mixup):
     """AFFNet-CL: trunk, head and an 8-way emotion classifier trained end to end.
 
     Resumes from OUT's .state.pt if a previous run was interrupted.
@@ -48,7 +51,7 @@ def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, 
 
     try:
         train_classifier(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, seed, soft_labels,
-                         trunk_lr, tune_blocks, augmentation, log=click.echo)
+                         trunk_lr, tune_blocks, augmentation, mixup=mixup, log=click.echo)
     except ValueError as err:
         fail(str(err))
     click.echo(f"wrote {out}")

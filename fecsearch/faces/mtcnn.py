@@ -157,12 +157,14 @@ class Cascade:
         sampler = AreaSampler(canvas if canvas.mode == "RGB" else canvas.convert("RGB"))  # convert() copies
         return Pyramid(self, sampler, region)
 
-    def _finish(self, canvas: AreaSampler, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """R-Net and O-Net on P-Net's candidates [n, 9]: boxes [n, 5] and landmarks [n, 5, 2]."""
-        boxes = self._refine(canvas, self._after_pnet(candidates)) if len(candidates) else candidates
+    def _finish(self, canvas: AreaSampler, candidates: np.ndarray, seen: dict | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """R-Net and O-Net on P-Net's candidates [n, 9]: boxes [n, 5] and landmarks [n, 5, 2].
+        `seen` keeps each network's answer for each box it was shown on this canvas (Pyramid.detect)."""
+        boxes = self._refine(canvas, self._after_pnet(candidates), seen) if len(candidates) else candidates
         if not len(boxes):
             return np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
-        reg, points, prob = self.networks.onet(self._crops(canvas, boxes, 48))
+        reg, points, prob = self._network("onet", canvas, boxes, 48, seen)
         score = prob[:, 1]
         keep = score > self.thresholds[2]
         boxes = np.concatenate([boxes[keep, :4], score[keep, None]], 1)
@@ -218,9 +220,9 @@ class Cascade:
                                 prob[hit][:, None], reg[0][:, hit].T], 1).astype(np.float32)
         return boxes[nms(boxes[:, :4], boxes[:, 4], 0.5)]
 
-    def _refine(self, canvas: AreaSampler, boxes: np.ndarray) -> np.ndarray:
+    def _refine(self, canvas: AreaSampler, boxes: np.ndarray, seen: dict | None = None) -> np.ndarray:
         """R-Net keeps the candidates it believes and corrects their boxes."""
-        reg, prob = self.networks.rnet(self._crops(canvas, boxes, 24))
+        reg, prob = self._network("rnet", canvas, boxes, 24, seen)
         score = prob[:, 1]
         keep = score > self.thresholds[1]
         boxes = np.concatenate([boxes[keep, :4], score[keep, None]], 1)
@@ -229,6 +231,22 @@ class Cascade:
             return boxes
         keep = nms(boxes[:, :4], boxes[:, 4], 0.7)
         return to_square(apply_correction(boxes[keep], reg[keep]))
+
+    def _network(self, name: str, canvas: AreaSampler, boxes: np.ndarray, size: int, seen: dict | None):
+        """R-Net or O-Net on the boxes' crops; with `seen`, only on boxes it was not shown before.
+        Each box's answer is its own (the networks see each crop alone), so gathered answers are the
+        ones a single run on all the boxes gives (tests/test_faces.py compares the faces found)."""
+        run = getattr(self.networks, name)
+        if seen is None:
+            return run(self._crops(canvas, boxes, size))
+        answers = seen.setdefault(name, {})
+        keys = [box.tobytes() for box in boxes[:, :4]]
+        new = [i for i, key in enumerate(keys) if key not in answers]
+        if new:
+            outputs = run(self._crops(canvas, boxes[new], size))
+            for row, i in enumerate(new):
+                answers[keys[i]] = tuple(output[row] for output in outputs)
+        return tuple(np.stack([answers[key][n] for key in keys]) for n in range(len(answers[keys[0]])))
 
     def _crops(self, canvas: AreaSampler, boxes: np.ndarray, size: int) -> np.ndarray:
         # facenet-pytorch's crop: the box clipped to the canvas (1-based inclusive ends), resized.
@@ -259,6 +277,7 @@ class Pyramid:
         self.region = region
         self.scales = cascade.scales(*canvas.size)  # finest (largest scale) first
         self._candidates: dict[int, np.ndarray | None] = {}
+        self._seen: dict = {}  # R-Net's and O-Net's answers by box, for a later detect over more levels
 
     def window(self, level: int) -> float:
         """How many canvas pixels P-Net's window spans at this level."""
@@ -279,7 +298,7 @@ class Pyramid:
         self._candidates.update(zip(missing, found))
         joined = [self._candidates[i] for i in levels if self._candidates[i] is not None]
         candidates = np.concatenate(joined) if joined else np.zeros((0, 9), np.float32)
-        return self.cascade._finish(self.canvas, candidates)
+        return self.cascade._finish(self.canvas, candidates, self._seen)
 
 
 def apply_correction(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:

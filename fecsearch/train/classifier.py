@@ -15,13 +15,13 @@ from fecsearch.models.config import ModelConfig, get_config
 from fecsearch.models.network import build_trunk, pretrained_trunk
 from fecsearch.models.preprocess import load_prepared
 from fecsearch.models.registry import create_model
-from fecsearch.train.common import Checkpointer, Log, augmented, cached_features, triplet_eval
+from fecsearch.train.common import Checkpointer, Log, augmented, cached_features, mixed, triplet_eval
 
 
 def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-cl-p", epochs: int = 12,
                      batch_size: int = 128, lr: float = 1e-3, seed: int = 0, soft_labels: bool = False,
                      trunk_lr: float = 0.0, tune_blocks: int = 0, augmentation: str = "shift",
-                     log: Log = print) -> dict:
+                     mixup: float = 0.0, log: Log = print) -> dict:
     """AFFNet-CL: trunk + head + 8-way softmax, cross-entropy on majority labels, end to end.
 
     soft_labels=True uses cross-entropy against FER+ vote distributions instead of majority labels.
@@ -30,7 +30,12 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
     identity trunk towards expressions before a FECNet head is trained on it.
     augmentation: "shift" (flips and 3-pixel shifts) or "affine" (flips, rotation, zoom, shift,
     contrast and brightness), for a trunk trained from scratch.
+    mixup > 0: each batch is blended with itself in another order, inputs and targets (one-hot or vote
+    distributions) alike, by a weight drawn from Beta(mixup, mixup): the classifier learns that a
+    face between two expressions gets the votes between theirs.
     """
+    if mixup < 0:
+        raise ValueError(f"--mixup must be 0 (off) or more, not {mixup}")
     torch.manual_seed(seed)
     out = Path(out)
     config: ModelConfig = get_config(model_name)
@@ -87,10 +92,14 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
             idx = order[i:i + batch_size]
             if cache is not None:
                 flip = (torch.rand(len(idx), generator=generator) < 0.5).long()
-                logits = model.head(upper(cache[flip, idx].float()))
+                x, forward = cache[flip, idx].float(), lambda x: model.head(upper(x))
             else:
-                logits = model.head(model.trunk(augmented(x_train[idx].float(), generator, augmentation)))
-            loss = F.cross_entropy(logits, y_train[idx])
+                x = augmented(x_train[idx].float(), generator, augmentation)
+                forward = lambda x: model.head(model.trunk(x))  # noqa: E731
+            target = y_train[idx]
+            if mixup > 0:
+                x, target = mixed(x, target, mixup, generator)
+            loss = F.cross_entropy(forward(x), target)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -111,6 +120,6 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
     final = {"history": history, "train_dir": str(train_dir), "valid_dir": str(valid_dir), "epochs": epochs,
              "batch_size": batch_size, "lr": lr, "seed": seed, "soft_labels": soft_labels, "frozen_trunk": frozen,
              "trunk_lr": trunk_lr, "tune_blocks": tune_blocks,
-             "augmentation": augmentation}
+             "augmentation": augmentation, "mixup": mixup}
     save_checkpoint(model, out, final)
     return final

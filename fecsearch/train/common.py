@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from fecsearch.data.labels import LabelledFaces, read_ferplus
 from fecsearch.data.triplets import Triplet, load_triplets, strong_agreement
 from fecsearch.evaluation.metrics import triplet_accuracy
-from fecsearch.models.config import Preprocess
+from fecsearch.models.config import EMOTIONS, Preprocess
 from fecsearch.models.network import FaceEmbedder
 from fecsearch.models.preprocess import load_prepared, prepare_faces
 
@@ -132,6 +132,19 @@ def augmented(x: torch.Tensor, generator: torch.Generator, kind: str = "shift") 
         return augment(x, generator)
     raise ValueError(f"unknown augmentation {kind!r}; expected one of {', '.join(AUGMENTATIONS)}")
 
+
+def mixed(x: torch.Tensor, target: torch.Tensor, alpha: float, generator: torch.Generator,
+          classes: int = len(EMOTIONS)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup: the batch blended with itself in another order by one weight w ~ Beta(alpha, alpha), inputs
+    and targets alike; class labels become one-hot first, so targets are distributions either way."""
+    import numpy as np
+
+    if target.dim() == 1:
+        target = F.one_hot(target, classes).float()
+    # torch's Beta sampler takes no generator: numpy's, seeded from it, keeps a run reproducible.
+    weight = float(np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator))).beta(alpha, alpha))
+    other = torch.randperm(len(x), generator=generator)
+    return weight * x + (1 - weight) * x[other], weight * target + (1 - weight) * target[other]
 
 def triplet_eval(model: FaceEmbedder, faces: torch.Tensor, names: list[str], triplets: list[Triplet],
                  distances=("l2",)) -> dict:
