@@ -14,7 +14,9 @@ from fecsearch.cli.common import DEFAULT_INDEX, device_option, echo_json, fail
 @click.option("-k", default=10, show_default=True, help="How many faces to return.")
 @click.option("--index", "index_dir", default=DEFAULT_INDEX, show_default=True, type=click.Path(path_type=Path))
 @click.option("--id", "face_id", type=int, help="Query with a face already in the index, by its face id.")
-@click.option("--face", "face_number", type=int, help="Which face of each image (0 = leftmost); default: the largest.")
+@click.option("--face", "face_number", type=int,
+              help="Which face of each image (0 = leftmost; every face is detected and counted). Default: the "
+                   "largest, found without looking for much smaller faces, so it is not numbered or counted.")
 @click.option("--cropped", is_flag=True, help="Each image already is a face crop: no detection.")
 @click.option("--person", help="Only this person's faces (an id or a name from `fecsearch people`).")
 @click.option("--other-people", is_flag=True,
