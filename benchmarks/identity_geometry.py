@@ -23,8 +23,8 @@ import torch
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from fecsearch.faces.align import FaceGeometry, align_detected, largest_face
-from fecsearch.faces.detect import FaceDetector
+from fecsearch.faces.align import FaceGeometry, align_detected
+from fecsearch.faces.detect import FaceDetector, largest_face
 from fecsearch.faces.images import load_image
 from fecsearch.models.mobilenet import MobileNetV1, load_trunk_state
 from fecsearch.models.trunks import load_faceres_weights

@@ -26,7 +26,7 @@ from photos_index import PHOTOS
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
 from collages import collage  # noqa: E402
 
-from fecsearch.faces.align import largest_face  # noqa: E402
+from fecsearch.faces.detect import largest_face  # noqa: E402
 from fecsearch.faces.detect import LARGEST_MARGIN, FaceDetector  # noqa: E402
 from fecsearch.faces.images import load_image  # noqa: E402
 

@@ -65,7 +65,7 @@ def test_the_largest_face_is_found_without_the_finest_levels_as_indexing_finds_i
     from pathlib import Path
 
     from fecsearch.faces import mtcnn
-    from fecsearch.faces.align import largest_face
+    from fecsearch.faces.detect import largest_face
     from fecsearch.faces.images import find_images
 
     sys.path.insert(0, str(Path(__file__).parent / "helpers"))

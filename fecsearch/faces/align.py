@@ -106,8 +106,3 @@ def box_iou(a, b) -> float:
     inter = w * h
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
-
-
-def largest_face(faces: list) -> int:
-    """Which face a query means when it does not say: the largest (of FoundFace or DetectedFace)."""
-    return max(range(len(faces)), key=lambda i: faces[i].area)

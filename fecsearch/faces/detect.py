@@ -34,9 +34,15 @@ class DetectorConfig:
     border: float = 0.15
 
 
+def largest_face(faces: list) -> int:
+    """Which face a query means when it does not say: the largest (of FoundFace or DetectedFace)."""
+    return max(range(len(faces)), key=lambda i: faces[i].area)
+
+
 # detect_largest leaves out a pyramid level while the largest face found spans this many of its
-# P-Net windows. On the 64 test photos, leaving levels out changed the largest face (box or
-# landmarks) only below 2.2 windows (benchmarks/RESULTS.md, "The largest face without the finest levels").
+# P-Net windows. On the 64 test photos and 40 collages of them, leaving levels out changed the largest
+# face only below 2.32 windows (benchmarks/probe_largest_face.py; benchmarks/RESULTS.md, "Queries by
+# image: the largest face without the finest pyramid levels").
 LARGEST_MARGIN = 4.0
 
 
@@ -87,7 +93,7 @@ class FaceDetector:
 
     def detect_one(self, image: Image.Image) -> list[DetectedFace]:
         board, placed = self._letterbox(image)
-        return self._faces(self.cascade.pyramid(board, placed.region).detect(), image, placed)
+        return self._faces(self.cascade.detect(board, placed.region), image, placed)
 
     def detect_largest(self, image: Image.Image) -> tuple[DetectedFace | None, int | None, int | None]:
         """The largest face of an image (what a query means by default), its number from the left
@@ -112,9 +118,9 @@ class FaceDetector:
             if skip == 0:  # every level ran: this is detect_one's answer
                 if not faces:
                     return None, None, 0
-                number = max(range(len(faces)), key=lambda i: faces[i].area)
+                number = largest_face(faces)
                 return faces[number], number, len(faces)
-            largest = max(faces, key=lambda f: f.area) if faces else None
+            largest = faces[largest_face(faces)] if faces else None
             size = math.sqrt(largest.area) * placed.scale if largest else 0.0  # canvas pixels
             enough = sum(1 for i in range(levels) if pyramid.window(i) * LARGEST_MARGIN <= size)
             if enough >= skip:

@@ -149,13 +149,15 @@ class Cascade:
 
         Returns boxes [n, 5] (x1, y1, x2, y2, probability) and landmarks [n, 5, 2].
         """
-        return self.pyramid(canvas, region).detect()
+        return self.pyramid(canvas, region, widened=False).detect()
 
-    def pyramid(self, canvas: Image.Image, region: tuple[int, int, int, int] | None = None) -> Pyramid:
-        """The canvas's pyramid, for detections over some of its levels (Pyramid.detect)."""
+    def pyramid(self, canvas: Image.Image, region: tuple[int, int, int, int] | None = None,
+                widened: bool = True) -> Pyramid:
+        """The canvas's pyramid, for detections over some of its levels (Pyramid.detect); widened=False
+        when one detection over every level is all it will run (nothing kept for a later one)."""
         region = region or (0, 0, canvas.width, canvas.height)
         sampler = AreaSampler(canvas if canvas.mode == "RGB" else canvas.convert("RGB"))  # convert() copies
-        return Pyramid(self, sampler, region)
+        return Pyramid(self, sampler, region, widened)
 
     def _finish(self, canvas: AreaSampler, candidates: np.ndarray, seen: dict | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -271,13 +273,15 @@ class Pyramid:
     detect over more levels reuses the levels already run.
     """
 
-    def __init__(self, cascade: Cascade, canvas: AreaSampler, region: tuple[int, int, int, int]):
+    def __init__(self, cascade: Cascade, canvas: AreaSampler, region: tuple[int, int, int, int],
+                 widened: bool = True):
         self.cascade = cascade
         self.canvas = canvas
         self.region = region
         self.scales = cascade.scales(*canvas.size)  # finest (largest scale) first
         self._candidates: dict[int, np.ndarray | None] = {}
-        self._seen: dict = {}  # R-Net's and O-Net's answers by box, for a later detect over more levels
+        # R-Net's and O-Net's answers by box, for a later detect over more levels
+        self._seen: dict | None = {} if widened else None
 
     def window(self, level: int) -> float:
         """How many canvas pixels P-Net's window spans at this level."""

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from fecsearch.faces.align import FoundFace, align_detected, largest_face
-from fecsearch.faces.detect import DetectedFace, DetectorConfig, FaceDetector
+from fecsearch.faces.align import FoundFace, align_detected
+from fecsearch.faces.detect import DetectedFace, DetectorConfig, FaceDetector, largest_face
 from fecsearch.faces.images import BadImage, load_image, original_scale
 from fecsearch.models.preprocess import prepare_face_arrays
 from fecsearch.runtime.onnx import onnx_installed

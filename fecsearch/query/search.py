@@ -8,8 +8,8 @@ from typing import Iterator
 
 import numpy as np
 
-from fecsearch.faces.align import FoundFace, largest_face
-from fecsearch.faces.detect import DetectorConfig
+from fecsearch.faces.align import FoundFace
+from fecsearch.faces.detect import DetectorConfig, largest_face
 from fecsearch.store.database import FaceStore, ModelMismatch
 from fecsearch.vectors.faiss_index import VectorIndex, index_report
 

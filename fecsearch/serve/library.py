@@ -12,8 +12,7 @@ import numpy as np
 from PIL import Image
 from starlette.exceptions import HTTPException
 
-from fecsearch.faces.align import largest_face
-from fecsearch.faces.detect import DetectorConfig
+from fecsearch.faces.detect import DetectorConfig, largest_face
 from fecsearch.faces.images import BadImage, decode_image, original_size
 from fecsearch.query.search import Searcher, nearest_among, nearest_faces
 from fecsearch.query.sheets import face_thumbnail
