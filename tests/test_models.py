@@ -56,6 +56,20 @@ def test_offline_pretrained_trunk_says_how_to_get_it(monkeypatch):
         FaceNetTrunk("vggface2")
 
 
+def test_the_wide_lite_trunk_doubles_every_stage():
+    """lite-x2: the lite trunk with twice the channels at every stage, 512 on the same 6x6 grid; the
+    head takes what the trunk gives, and the embedding is the same 16-d unit vector."""
+    small, wide = (create_model(n, random_init=True).eval() for n in ("fecnet-lite-16d", "fecnet-lite-x2-16d"))
+    x = torch.randn(2, 1, 48, 48)
+    with torch.no_grad():
+        assert small.trunk(x).shape == (2, 256, 6, 6) and wide.trunk(x).shape == (2, 512, 6, 6)
+        assert torch.allclose(wide(x).norm(dim=1), torch.ones(2), atol=1e-5)
+    convs = {n: [m.out_channels for m in net.trunk.modules() if isinstance(m, torch.nn.Conv2d)]
+             for n, net in (("lite", small), ("x2", wide))}
+    assert convs["x2"] == [2 * c for c in convs["lite"]] == [64, 128, 128, 256, 256, 512]
+    assert wide.head.features.reduce.in_channels == 512
+
+
 def test_registered_models():
     assert {"fecnet-16d", "affnet-cl-p", "affnet-cl-f", "fecnet-lite-16d", "affnet-lite-cl-p",
             "affnet-lite-cl-f"} <= set(list_models())

@@ -247,3 +247,26 @@ def test_mixup_blends_faces_and_their_votes(ferplus_valid, tmp_path):
     result = run_cli("train", "affnet", "--train", small, "--valid", ferplus_valid,
                      "--out", tmp_path / "no.safetensors", "--mixup", -1, ok=False)
     assert result.exit_code != 0 and "--mixup must be 0 (off) or more, not -1.0" in result.output
+
+
+def test_bf16_training_computes_the_same_loss_and_keeps_float32_weights(ferplus_valid, tmp_path):
+    """`train affnet --bf16`: forward passes in bfloat16 give the float32 run's loss to within rounding,
+    the weights differ from the float32 run's by that rounding only (so autocast did run), they are
+    stored as float32, and the run records it."""
+    import torch
+    from safetensors.torch import load_file
+
+    small = small_ferplus(ferplus_valid, tmp_path)
+    runs = {}
+    for bf16 in (False, True):
+        out = tmp_path / f"bf16-{bf16}.safetensors"
+        run_cli("train", "affnet", "--train", small, "--valid", ferplus_valid, "--out", out, "--epochs", 1,
+                "--batch-size", 16, "--soft-labels", *(["--bf16"] if bf16 else []))
+        runs[bf16] = (metrics_of(out), load_file(str(out)))
+    (plain, plain_weights), (fast, fast_weights) = runs[False], runs[True]
+    assert plain["bf16"] is False and fast["bf16"] is True
+    loss, fast_loss = plain["history"][0]["train_loss"], fast["history"][0]["train_loss"]
+    assert abs(fast_loss - loss) < 0.02 * loss, (loss, fast_loss)
+    assert set(plain_weights) == set(fast_weights)
+    assert all(t.dtype == torch.float32 for t in fast_weights.values() if t.is_floating_point())
+    assert any(not (plain_weights[k] == fast_weights[k]).all() for k in plain_weights)

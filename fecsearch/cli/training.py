@@ -34,16 +34,20 @@ def train():
 @click.option("--mixup", default=0.0, show_default=True,
               help="Blend each batch with itself shuffled, inputs and targets alike, by a weight drawn from "
                    "Beta(MIXUP, MIXUP); 0 turns it off.")
+@click.option("--bf16", is_flag=True,
+              help="Forward passes in bfloat16 (weights stay float32): 2.3x to 3.2x faster on a CPU with AMX.")
 def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, seed, soft_labels, trunk_lr,
-                 tune_blocks, augmentation, mixup):
+                 tune_blocks, augmentation, mixup, bf16):
     """AFFNet-CL: trunk, head and an 8-way emotion classifier trained end to end.
 
     Resumes from OUT's .state.pt if a previous run was interrupted.
 
     \b
-    Example:
+    Examples:
       fecsearch train affnet --train ../shared/data/ferplus/train --valid ../shared/data/ferplus/valid \\
           --out fecsearch/weights/affnet-lite-cl.safetensors
+      fecsearch train affnet --model affnet-lite-x2-cl-p --soft-labels --epochs 10 --bf16 \\
+          --train ../shared/data/ferplus/train --valid ../shared/data/ferplus/valid --out trunk-x2.safetensors
       fecsearch train affnet --model affnet-faceres-cl-p --soft-labels --trunk-lr 1e-4 --tune-blocks 5 \\
           --train ../shared/data/ferplus/train --valid ../shared/data/ferplus/valid --out faceres-votes.safetensors
     """
@@ -51,7 +55,7 @@ def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, 
 
     try:
         train_classifier(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, seed, soft_labels,
-                         trunk_lr, tune_blocks, augmentation, mixup=mixup, log=click.echo)
+                         trunk_lr, tune_blocks, augmentation, mixup=mixup, bf16=bf16, log=click.echo)
     except ValueError as err:
         fail(str(err))
     click.echo(f"wrote {out}")
@@ -109,6 +113,8 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs
     Examples:
       fecsearch train fecnet --train ../shared/data/ferplus/train --valid ../shared/data/ferplus/valid \\
           --trunk fecsearch/weights/affnet-lite-cl.safetensors --out fecsearch/weights/fecnet-lite-16d.safetensors
+      fecsearch train fecnet --model fecnet-lite-x2-16d --train ../shared/data/ferplus/train \\
+          --valid ../shared/data/ferplus/valid --trunk trunk-x2.safetensors --out fecnet-lite-x2-16d.safetensors
       fecsearch train fecnet --train data/fec-train --valid data/fec-test \\
           --trunk fecsearch/weights/affnet-lite-cl.safetensors --out fecnet-lite-fec.safetensors
       fecsearch train fecnet --model fecnet-faceres-16d --train ../shared/data/ferplus/train \\

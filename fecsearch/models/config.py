@@ -40,7 +40,7 @@ class Preprocess:
 class ModelConfig:
     name: str
     family: str  # "fecnet" (triplet embedding) or "affnet" (emotion classifier)
-    trunk: str  # "facenet", "faceres" or "lite"
+    trunk: str  # "facenet", "faceres", "lite" or "lite-x2" (twice as wide)
     preprocess: Preprocess
     head: dict = field(default_factory=dict)
     dim: int = 16  # embedding size for fecnet; number of classes for affnet
@@ -87,6 +87,15 @@ LITE_HEAD = {"block_channels": 256, "layers": 5, "growth": 32, "fc_size": 512, "
 FACERES_PREPROCESS = Preprocess(112, 3, 0.0, 1 / 255, LITE_GEOMETRY, colour=False)
 
 
+def lite_models(trunk: str) -> list[ModelConfig]:
+    """FECNet-16d and its AFFNet-CL baseline (-p, -f) on a lite trunk ("lite" or "lite-x2"), for FER's
+    48x48 grey crops: fecnet-{trunk}-16d, affnet-{trunk}-cl-p and affnet-{trunk}-cl-f."""
+    classifier = dict(family="affnet", trunk=trunk, preprocess=LITE_PREPROCESS, head=LITE_HEAD, dim=8,
+                      distance="cosine", weights=f"affnet-{trunk}-cl.safetensors", classes=EMOTIONS)
+    return [ModelConfig(f"fecnet-{trunk}-16d", "fecnet", trunk, LITE_PREPROCESS, LITE_HEAD,
+                        weights=f"fecnet-{trunk}-16d.safetensors"),
+            ModelConfig(f"affnet-{trunk}-cl-p", output="penultimate", **classifier),
+            ModelConfig(f"affnet-{trunk}-cl-f", output="final", **classifier)]
 
 
 _MODELS = {
@@ -97,14 +106,8 @@ _MODELS = {
                     distance="cosine", weights="affnet-cl.safetensors", classes=EMOTIONS),
         ModelConfig("affnet-cl-f", "affnet", "facenet", PAPER_PREPROCESS, dim=8, output="final",
                     distance="cosine", weights="affnet-cl.safetensors", classes=EMOTIONS),
-        ModelConfig("fecnet-lite-16d", "fecnet", "lite", LITE_PREPROCESS, LITE_HEAD,
-                    weights="fecnet-lite-16d.safetensors"),
-        ModelConfig("affnet-lite-cl-p", "affnet", "lite", LITE_PREPROCESS, LITE_HEAD, dim=8,
-                    output="penultimate", distance="cosine", weights="affnet-lite-cl.safetensors",
-                    classes=EMOTIONS),
-        ModelConfig("affnet-lite-cl-f", "affnet", "lite", LITE_PREPROCESS, LITE_HEAD, dim=8,
-                    output="final", distance="cosine", weights="affnet-lite-cl.safetensors",
-                    classes=EMOTIONS),
+        *lite_models("lite"),
+        *lite_models("lite-x2"),
         ModelConfig("fecnet-faceres-16d", "fecnet", "faceres", FACERES_PREPROCESS,
                     weights="fecnet-faceres-16d.safetensors"),
         ModelConfig("affnet-faceres-cl-p", "affnet", "faceres", FACERES_PREPROCESS, dim=8, output="penultimate",

@@ -7,7 +7,7 @@ from torch import nn
 
 from fecsearch.models.config import ModelConfig, average_mirrored
 from fecsearch.models.heads import ClassifierHead, EmbeddingHead
-from fecsearch.models.trunks import FaceNetTrunk, FaceResTrunk, LiteTrunk
+from fecsearch.models.trunks import LITE_WIDTHS, FaceNetTrunk, FaceResTrunk, LiteTrunk
 
 
 class FaceEmbedder(nn.Module):
@@ -104,9 +104,10 @@ def build_trunk(config: ModelConfig, pretrained: bool = True) -> nn.Module:
         return FaceNetTrunk("vggface2" if pretrained else None)
     if config.trunk == "faceres":
         return FaceResTrunk(pretrained)
-    if config.trunk == "lite":
-        return LiteTrunk(config.preprocess.channels)
-    raise ValueError(f"model '{config.name}': unknown trunk '{config.trunk}' (facenet, faceres or lite)")
+    if config.trunk in LITE_WIDTHS:
+        return LiteTrunk(config.preprocess.channels, LITE_WIDTHS[config.trunk])
+    known = ", ".join(["facenet", "faceres", *LITE_WIDTHS])
+    raise ValueError(f"model '{config.name}': unknown trunk '{config.trunk}' ({known})")
 
 
 def pretrained_trunk(config: ModelConfig) -> bool:

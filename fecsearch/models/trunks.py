@@ -90,13 +90,17 @@ def conv_bn(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
+# Channel widths of the lite trunks' stages and of their 6x6 output, by trunk name.
+LITE_WIDTHS = {"lite": (32, 64, 128, 256), "lite-x2": (64, 128, 256, 512)}
+
+
 class LiteTrunk(nn.Module):
-    """A compact VGG-style CNN for 48x48 grey faces: 256 channels on a 6x6 grid."""
+    """A compact VGG-style CNN for 48x48 grey faces: three stages that halve the grid, then 256
+    channels (the "lite-x2" widths: 512) on a 6x6 grid."""
 
-    out_channels = 256
-
-    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (32, 64, 128)):
+    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = LITE_WIDTHS["lite"]):
         super().__init__()
+        *widths, self.out_channels = widths
         layers: list[nn.Module] = []
         cin = in_channels
         for i, w in enumerate(widths):
