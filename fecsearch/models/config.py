@@ -40,7 +40,7 @@ class Preprocess:
 class ModelConfig:
     name: str
     family: str  # "fecnet" (triplet embedding) or "affnet" (emotion classifier)
-    trunk: str  # "facenet", "faceres", "lite" or "lite-x2" (twice as wide)
+    trunk: str  # "facenet", "faceres", or a lite trunk (LITE_WIDTHS: "lite", "lite-x2" twice as wide)
     preprocess: Preprocess
     head: dict = field(default_factory=dict)
     dim: int = 16  # embedding size for fecnet; number of classes for affnet
@@ -77,6 +77,11 @@ PAPER_PREPROCESS = Preprocess(224, 3, 0.5, 128 / 255, PAPER_GEOMETRY)  # facenet
 LITE_PREPROCESS = Preprocess(48, 1, 0.5, 0.25, LITE_GEOMETRY)
 
 
+# Channel widths of the lite trunks' stages and of their 6x6 output, by trunk name. Every name here
+# gets the models of lite_models() below, and an int8 graph for its FECNet (models/quantize.py).
+LITE_WIDTHS = {"lite": (32, 64, 128, 256), "lite-x2": (64, 128, 256, 512)}
+
+
 LITE_HEAD = {"block_channels": 256, "layers": 5, "growth": 32, "fc_size": 512, "dropout": 0.5}
 
 
@@ -88,7 +93,7 @@ FACERES_PREPROCESS = Preprocess(112, 3, 0.0, 1 / 255, LITE_GEOMETRY, colour=Fals
 
 
 def lite_models(trunk: str) -> list[ModelConfig]:
-    """FECNet-16d and its AFFNet-CL baseline (-p, -f) on a lite trunk ("lite" or "lite-x2"), for FER's
+    """FECNet-16d and its AFFNet-CL baseline (-p, -f) on a lite trunk (a LITE_WIDTHS name), for FER's
     48x48 grey crops: fecnet-{trunk}-16d, affnet-{trunk}-cl-p and affnet-{trunk}-cl-f."""
     classifier = dict(family="affnet", trunk=trunk, preprocess=LITE_PREPROCESS, head=LITE_HEAD, dim=8,
                       distance="cosine", weights=f"affnet-{trunk}-cl.safetensors", classes=EMOTIONS)
@@ -106,8 +111,7 @@ _MODELS = {
                     distance="cosine", weights="affnet-cl.safetensors", classes=EMOTIONS),
         ModelConfig("affnet-cl-f", "affnet", "facenet", PAPER_PREPROCESS, dim=8, output="final",
                     distance="cosine", weights="affnet-cl.safetensors", classes=EMOTIONS),
-        *lite_models("lite"),
-        *lite_models("lite-x2"),
+        *(c for trunk in LITE_WIDTHS for c in lite_models(trunk)),
         ModelConfig("fecnet-faceres-16d", "fecnet", "faceres", FACERES_PREPROCESS,
                     weights="fecnet-faceres-16d.safetensors"),
         ModelConfig("affnet-faceres-cl-p", "affnet", "faceres", FACERES_PREPROCESS, dim=8, output="penultimate",

@@ -5,9 +5,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from fecsearch.models.config import ModelConfig, average_mirrored
+from fecsearch.models.config import LITE_WIDTHS, ModelConfig, average_mirrored
 from fecsearch.models.heads import ClassifierHead, EmbeddingHead
-from fecsearch.models.trunks import LITE_WIDTHS, FaceNetTrunk, FaceResTrunk, LiteTrunk
+from fecsearch.models.trunks import FaceNetTrunk, FaceResTrunk, LiteTrunk
 
 
 class FaceEmbedder(nn.Module):

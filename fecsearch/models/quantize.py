@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from fecsearch.faces.images import file_sha256, find_images, load_image
-from fecsearch.models.config import WEIGHTS_DIR, ModelConfig, read_checkpoint_config
+from fecsearch.models.config import LITE_WIDTHS, WEIGHTS_DIR, ModelConfig, read_checkpoint_config
 
 CALIBRATION_FACES = 1024
 CALIBRATION_SEED = 0
@@ -42,7 +42,7 @@ INT8_TOLERANCE = 0.06
 # The models that get an int8 graph: FECNet embeddings on the lite trunks. (The lite classifier's
 # 512-d penultimate layer moved 0.08 at the 99th percentile, over the tolerance; it is a baseline
 # for studies, not what indexes are built with.)
-QUANTISED = {"family": ("fecnet",), "trunk": ("lite", "lite-x2")}
+QUANTISED = {"family": ("fecnet",), "trunk": tuple(LITE_WIDTHS)}
 
 
 def int8_path(weights: Path) -> Path:

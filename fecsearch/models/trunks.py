@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fecsearch.models.config import LITE_WIDTHS
+
 
 class FaceNetTrunk(nn.Module):
     """facenet-pytorch's InceptionResnetV1, cut after `mixed_7a`.
@@ -88,10 +90,6 @@ def load_faceres_weights() -> dict[str, torch.Tensor]:
 
 def conv_bn(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-
-
-# Channel widths of the lite trunks' stages and of their 6x6 output, by trunk name.
-LITE_WIDTHS = {"lite": (32, 64, 128, 256), "lite-x2": (64, 128, 256, 512)}
 
 
 class LiteTrunk(nn.Module):
