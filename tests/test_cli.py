@@ -26,6 +26,16 @@ def test_index_of_missing_folder(tmp_path):
     assert result.exit_code != 0 and "no such file or folder" in result.output
 
 
+def test_index_with_a_model_that_has_no_weights_here(few_photos, tmp_path):
+    """A registered model whose weights are not shipped (the paper's FaceNet model needs a download):
+    one sentence saying how to get them, for a plain index and for a sharded one."""
+    for where in (["--index", tmp_path / "idx"], ["--shards", tmp_path / "shards"]):
+        result = run_cli("index", few_photos, *where, "--model", "fecnet-16d", ok=False)
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+        assert "model 'fecnet-16d' has no trained weights" in result.output and "--checkpoint" in result.output
+        assert "Traceback" not in result.output
+
+
 def loaded_modules(*args) -> set[str]:
     """The heavy modules a fresh `fecsearch ARGS` process imported (it must succeed)."""
     code = ("import sys\nfrom fecsearch.cli import main\n"

@@ -88,16 +88,20 @@ TORCH_EXTRA = ("torch", "torchvision", "facenet_pytorch")
 
 
 class Commands(click.Group):
-    """Every command: an index that cannot be used ends the run with one sentence and exit code 2,
-    and so does a command that needs torch where it is not installed."""
+    """Every command: an index that cannot be used ends the run with one sentence and exit code 2;
+    a model without weights here, or a command that needs torch where it is not installed, with one
+    sentence and exit code 1."""
 
     def invoke(self, ctx):
+        from fecsearch.models.config import MissingWeights
         from fecsearch.store.database import IndexUnusable
 
         try:
             return super().invoke(ctx)
         except IndexUnusable as err:
             raise IndexProblem(str(err)) from None
+        except MissingWeights as err:
+            raise click.ClickException(str(err)) from None
         except ModuleNotFoundError as err:
             if (err.name or "").split(".")[0] not in TORCH_EXTRA:
                 raise

@@ -174,10 +174,11 @@ def trained_config(name: str, checkpoint: str | Path | None = None) -> tuple[Mod
 
 
 def weights_checksum(model_name: str, checkpoint: str | Path | None) -> str:
-    """The sha256 of the weights a model would load: an index records it, and refuses other weights."""
+    """The sha256 of the weights a model would load: an index records it, and refuses other weights.
+    Raises MissingWeights, as loading them would, when there are none."""
     from fecsearch.faces.images import file_sha256
 
-    return file_sha256(Path(checkpoint) if checkpoint else weights_path(get_config(model_name)))
+    return file_sha256(trained_config(model_name, checkpoint)[1])
 
 
 def average_mirrored(plain, mirrored, config: ModelConfig):
