@@ -270,3 +270,44 @@ def test_bf16_training_computes_the_same_loss_and_keeps_float32_weights(ferplus_
     assert set(plain_weights) == set(fast_weights)
     assert all(t.dtype == torch.float32 for t in fast_weights.values() if t.is_floating_point())
     assert any(not (plain_weights[k] == fast_weights[k]).all() for k in plain_weights)
+
+
+def test_train_fecnet_distils_an_ensemble_of_fecnets(ferplus_valid, tmp_path):
+    """--distil: the ensemble's distances between a batch's faces become targets. The ensemble's
+    vectors are unit vectors of 16 x checkpoints, each checkpoint's part its mirror-averaged embedding;
+    two checkpoints that disagree (the shipped model and a head that has not learnt) give a distance
+    loss above zero, so at a learning rate too small to move any weight the distilled run's loss
+    exceeds the plain run's; a classifier is refused before any training work."""
+    import torch
+
+    from fecsearch.data.labels import read_labelled
+    from fecsearch.models.config import get_config
+    from fecsearch.models.preprocess import load_prepared
+    from fecsearch.models.registry import create_model
+    from fecsearch.train.fecnet import distance_match_loss, ensemble_vectors
+
+    shipped = TRUNK.parent / "fecnet-lite-16d.safetensors"
+    args = ["train", "fecnet", "--train", ferplus_valid, "--valid", ferplus_valid, "--trunk", TRUNK,
+            "--steps", 2, "--per-type", 2, "--epochs", 1, "--lr", 1e-12]
+    plain = tmp_path / "plain.safetensors"
+    run_cli(*args, "--out", plain)
+    distilled = run_cli(*args, "--out", tmp_path / "distilled.safetensors", "--distil", shipped, "--distil", plain,
+                        "--distil-weight", 2)
+    assert "vectors to distil: (" in distilled.output
+    metrics = metrics_of(tmp_path / "distilled.safetensors")
+    assert metrics["distil"] == [str(shipped), str(plain)] and metrics["distil_weight"] == 2
+    assert metrics["history"][0]["train_loss"] > metrics_of(plain)["history"][0]["train_loss"] + 1e-3
+
+    faces = load_prepared(read_labelled(ferplus_valid).paths[:40], get_config("fecnet-lite-16d").preprocess).float()
+    vectors = ensemble_vectors([shipped, plain], faces)
+    assert vectors.shape == (40, 32) and torch.allclose(vectors.norm(dim=1), torch.ones(40), atol=1e-5)
+    alone = create_model("fecnet-lite-16d", shipped).eval()
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(alone(faces) + alone(faces.flip(3)), dim=1)
+    assert torch.allclose(vectors[:, :16] * 2 ** 0.5, expected, atol=1e-5)
+    assert distance_match_loss(vectors[:, :16], vectors[:, 16:]) > 1e-3
+    assert distance_match_loss(vectors, vectors) < 1e-8
+
+    refused = run_cli(*args, "--out", tmp_path / "no.safetensors", "--distil", TRUNK, ok=False)
+    assert refused.exit_code != 0 and "not a FECNet checkpoint" in refused.output
+    assert "loaded" not in refused.output  # refused before the faces were read

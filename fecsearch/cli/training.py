@@ -104,9 +104,14 @@ def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, 
 @click.option("--warm-head", is_flag=True,
               help="Start the head's 1x1 conv, DenseNet block and FC 512 from the classifier in --trunk "
                    "(the same layers AFFNet-CL has) instead of from random weights.")
+@click.option("--distil", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="FECNet checkpoints (repeat it): their ensemble's distances between every pair of a batch's "
+                   "faces become targets for the new model's (benchmarks/ensemble_heads.py measures the ensemble).")
+@click.option("--distil-weight", default=1.0, show_default=True,
+              help="With --distil: the weight of the mean squared distance difference in the loss.")
 def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs, steps_per_epoch,
                  triplets_per_type, lr, seed, feature_cache, triplet_source, trunk_lr, agreement, tune_blocks, teacher,
-                 augmented_views, augmentation, vote_readout, warm_head):
+                 augmented_views, augmentation, vote_readout, warm_head, distil, distil_weight):
     """FECNet: the embedding head on a frozen trunk, triplet loss of eq. (1) on FER+ vote triplets.
 
     \b
@@ -126,7 +131,7 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs
         run(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs, steps_per_epoch, triplets_per_type, lr,
             seed, feature_cache, triplet_source, trunk_lr, agreement, tune_blocks, teacher=teacher,
             augmented_views=augmented_views, augmentation=augmentation, vote_readout=vote_readout,
-            warm_head=warm_head, log=click.echo)
+            warm_head=warm_head, distil=distil, distil_weight=distil_weight, log=click.echo)
     except ValueError as err:
         fail(str(err))
     click.echo(f"wrote {out}")

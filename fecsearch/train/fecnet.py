@@ -60,13 +60,15 @@ def mined_vote_loss(embeddings: torch.Tensor, votes: torch.Tensor) -> torch.Tens
 MINED_FACES = 150
 
 
-def teacher_config(checkpoint):
-    """The teacher's stored config; a ValueError, before any training work, when it is no classifier."""
+def stored_config(checkpoint, family: str, option: str):
+    """A checkpoint's stored config; a ValueError naming `option`, before any training work, when its
+    model is not of `family` ("affnet" for --teacher, "fecnet" for --distil)."""
     from fecsearch.models.config import read_checkpoint_config
 
     stored = read_checkpoint_config(checkpoint)
-    if stored.family != "affnet":
-        raise ValueError(f"--teacher {checkpoint}: not a classifier checkpoint (its model is '{stored.name}')")
+    if stored.family != family:
+        kind = "classifier" if family == "affnet" else "FECNet"
+        raise ValueError(f"{option} {checkpoint}: not a {kind} checkpoint (its model is '{stored.name}')")
     return stored
 
 
@@ -74,7 +76,7 @@ def teacher_distributions(checkpoint, faces: torch.Tensor, batch: int = 256) -> 
     """A classifier's predicted emotion distributions for every face and its mirror image, (2, N, 8):
     the ten raters' votes as a model trained on thousands of faces expects them, without the noise
     of which ten people happened to vote."""
-    stored = teacher_config(checkpoint)
+    stored = stored_config(checkpoint, "affnet", "--teacher")
     name = next(n for n in list_models() if get_config(n).family == "affnet" and get_config(n).trunk == stored.trunk
                 and get_config(n).output == "final")
     teacher = create_model(name, checkpoint).eval()
@@ -85,6 +87,31 @@ def teacher_distributions(checkpoint, faces: torch.Tensor, batch: int = 256) -> 
             for mirrored in (0, 1):
                 out[mirrored, i:i + len(x)] = torch.softmax(teacher(x.flip(3) if mirrored else x), 1)
     return out
+
+
+def ensemble_vectors(checkpoints, faces: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """FECNet checkpoints' unit vectors for every face and its mirror image, each face's two views
+    averaged as indexes do, concatenated across checkpoints and put back on the unit sphere:
+    (N, 16 x checkpoints), the space benchmarks/ensemble_heads.py measures."""
+    parts = []
+    for checkpoint in checkpoints:
+        stored = stored_config(checkpoint, "fecnet", "--distil")
+        name = next(n for n in list_models()
+                    if get_config(n).family == "fecnet" and get_config(n).trunk == stored.trunk)
+        network = create_model(name, checkpoint).eval()
+        out = torch.empty((len(faces), stored.dim))
+        with torch.inference_mode():
+            for i in range(0, len(faces), batch):
+                x = faces[i:i + batch].float()
+                out[i:i + len(x)] = F.normalize(network(x) + network(x.flip(3)), dim=1)
+        parts.append(out)
+    return F.normalize(torch.cat(parts, 1), dim=1)
+
+
+def distance_match_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between the student's and the teacher's Euclidean distances over every
+    pair of the batch's faces (both unit vectors, so both distances lie in 0..2)."""
+    return (torch.cdist(student, student) - torch.cdist(teacher, teacher)).pow(2).mean()
 
 
 class TripletSampler:
@@ -129,7 +156,7 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
                  seed: int = 0, feature_cache: bool = True, triplet_source: str = "votes",
                  trunk_lr: float = 0.0, agreement: str = "strong", tune_blocks: int = 0, teacher=None,
                  augmented_views: int = 0, augmentation: str = "affine", vote_readout: float = 0.0,
-                 warm_head: bool = False, log: Log = print) -> dict:
+                 warm_head: bool = False, distil=(), distil_weight: float = 1.0, log: Log = print) -> dict:
     """FECNet: a frozen trunk and the embedding head trained with the triplet loss on FER+ vote
     triplets, or on FEC's human triplets when train_dir is a `fec download` folder (load_triplet_faces).
 
@@ -147,6 +174,9 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     and W times its cross-entropy to the loss; the layer is not part of the saved model.
     warm_head starts the head's FeatureHead (1x1 conv, DenseNet block, FC 512) from the classifier
     in trunk_checkpoint instead of from random weights; only the last FC to the embedding is new.
+    distil, FECNet checkpoints: their ensemble's distances between every pair of a batch's faces
+    (ensemble_vectors) become targets for the new model's, distil_weight times the mean squared
+    difference joining the loss: one network learns what several agree on.
     """
     if augmented_views and (trunk_lr > 0 and not tune_blocks or not feature_cache):
         raise ValueError("--augmented-views needs the feature cache (a frozen trunk, or --tune-blocks)")
@@ -156,7 +186,9 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     out = Path(out)
     config = get_config(model_name)
     if teacher is not None:
-        teacher_config(teacher)
+        stored_config(teacher, "affnet", "--teacher")
+    for checkpoint in distil:
+        stored_config(checkpoint, "fecnet", "--distil")
     model = create_model(model_name, random_init=True)
     if trunk_checkpoint is not None:
         state = _load_state(trunk_checkpoint)
@@ -233,6 +265,11 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
         t0 = time.time()
         teacher_probs = teacher_distributions(teacher, x_train)
         log(f"teacher's distributions: {tuple(teacher_probs.shape)} in {time.time() - t0:.0f}s")
+    ensemble = None
+    if distil:
+        t0 = time.time()
+        ensemble = ensemble_vectors(distil, x_train)
+        log(f"vectors to distil: {tuple(ensemble.shape)} from {len(distil)} models in {time.time() - t0:.0f}s")
     generator = torch.Generator().manual_seed(seed)
     for epoch in range(start, epochs):
         generator.manual_seed(seed * 1000 + epoch)
@@ -263,6 +300,8 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
                 some = torch.randperm(len(flat), generator=generator)[:MINED_FACES]
                 target = teacher_probs[view[some], flat[some]] if teacher_probs is not None else votes[flat[some]]
                 loss = loss + mined_vote_loss(flat_e[some], target)
+            if ensemble is not None:
+                loss = loss + distil_weight * distance_match_loss(flat_e, ensemble[flat])
             if readout is not None:
                 loss = loss + vote_readout * -(votes[flat] * F.log_softmax(readout(flat_e), 1)).sum(1).mean()
             optimizer.zero_grad()
@@ -284,6 +323,7 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
              "triplet_source": triplet_source, "trunk_lr": trunk_lr, "agreement": agreement,
              "tune_blocks": tune_blocks, "teacher": str(teacher) if teacher else None,
              "augmented_views": augmented_views, "augmentation": augmentation if augmented_views else None,
-             "vote_readout": vote_readout, "warm_head": warm_head}
+             "vote_readout": vote_readout, "warm_head": warm_head, "distil": [str(c) for c in distil],
+             "distil_weight": distil_weight if distil else None}
     save_checkpoint(model, out, final)
     return final
