@@ -89,22 +89,16 @@ def teacher_distributions(checkpoint, faces: torch.Tensor, batch: int = 256) -> 
     return out
 
 
-def ensemble_vectors(checkpoints, faces: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    """FECNet checkpoints' unit vectors for every face and its mirror image, each face's two views
-    averaged as indexes do, concatenated across checkpoints and put back on the unit sphere:
-    (N, 16 x checkpoints), the space benchmarks/ensemble_heads.py measures."""
+def ensemble_vectors(checkpoints, faces: torch.Tensor) -> torch.Tensor:
+    """FECNet checkpoints' vectors for every face as an index stores them (the frozen inference
+    network, each face averaged with its mirror image), concatenated across checkpoints and put
+    back on the unit sphere: (N, 16 x checkpoints), the space benchmarks/ensemble_heads.py measures."""
     parts = []
     for checkpoint in checkpoints:
         stored = stored_config(checkpoint, "fecnet", "--distil")
         name = next(n for n in list_models()
                     if get_config(n).family == "fecnet" and get_config(n).trunk == stored.trunk)
-        network = create_model(name, checkpoint).eval()
-        out = torch.empty((len(faces), stored.dim))
-        with torch.inference_mode():
-            for i in range(0, len(faces), batch):
-                x = faces[i:i + batch].float()
-                out[i:i + len(x)] = F.normalize(network(x) + network(x.flip(3)), dim=1)
-        parts.append(out)
+        parts.append(torch.from_numpy(create_model(name, checkpoint).for_inference().embed(faces)))
     return F.normalize(torch.cat(parts, 1), dim=1)
 
 
