@@ -17,6 +17,8 @@ import argparse
 import datetime
 import json
 import platform
+import shlex
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +28,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 OUT = ROOT / "fecsearch" / "weights" / "measured.json"
-SHIPPED = ["fecnet-lite-16d", "affnet-lite-cl-p", "fecnet-faceres-16d", "affnet-faceres-cl-p"]
+SHIPPED = ["fecnet-lite-x2-pair-32d", "affnet-lite-x2-cl-p", "fecnet-lite-16d", "affnet-lite-cl-p",
+           "fecnet-faceres-16d", "affnet-faceres-cl-p"]
 
 
 def faces_per_second(network, preprocess, paths, repeat: int = 3) -> float:
@@ -101,8 +104,9 @@ def main() -> None:
     base = measured["fecnet-lite-16d"]["faces_per_second"]
     for name in names:
         measured[name]["speed_vs_fecnet_lite"] = round(measured[name]["faces_per_second"] / base, 3)
+    command = shlex.join(["python", "benchmarks/bench_models.py", *sys.argv[1:]])
     measured["_run"] = {"date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, "
-                        f"{torch.get_num_threads()} torch threads", "command": "python benchmarks/bench_models.py"}
+                        f"{torch.get_num_threads()} torch threads", "command": command}
     OUT.write_text(json.dumps(measured, indent=1) + "\n")
     print(f"wrote {OUT}")
 

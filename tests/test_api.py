@@ -39,7 +39,7 @@ def test_search_by_image_face_and_vector_agree(crops_index):
 
 def test_search_vector_of_another_size_is_refused(crops_index):
     index = fecsearch.open_index(crops_index[1], device="cpu")
-    with pytest.raises(ValueError, match="16-d vectors"):
+    with pytest.raises(ValueError, match="32-d vectors"):  # the default model's
         index.search_vector(np.ones(8, np.float32))
 
 

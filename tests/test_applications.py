@@ -3,7 +3,10 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import run_cli
+
+from fecsearch.models.config import DEFAULT_BASELINE, DEFAULT_MODEL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import photo_smiles  # noqa: E402
@@ -32,25 +35,30 @@ def test_summarize_index(photos_index, tmp_path):
     assert (tmp_path / "s.jpg").stat().st_size > 1000
 
 
-def test_shipped_models_meet_their_cards(ferplus_valid, ckplus):
-    """The default model's measured quality (its model card) holds for the committed weights."""
-    triplets = json.loads(run_cli("eval", "triplets", "--data", ferplus_valid, "--model", "fecnet-lite-16d",
-                                  "--model", "affnet-lite-cl-p", "--json").output)["models"]
-    fecnet = triplets["fecnet-lite-16d"]["l2"]["overall"]
-    baseline = max(triplets["affnet-lite-cl-p"][d]["overall"] for d in ("l1", "l2", "cosine"))
-    assert fecnet >= 0.75 and fecnet > baseline
-    retrieval = json.loads(run_cli("eval", "retrieval", "--data", ckplus, "--model", "fecnet-lite-16d",
-                                   "--json").output)["models"]["fecnet-lite-16d"]
-    assert retrieval["precision_at_top"] >= 0.6 > 2 * retrieval["chance"]
+@pytest.mark.parametrize("model, baseline, floor", [(DEFAULT_MODEL, DEFAULT_BASELINE, 0.79),
+                                                      ("fecnet-lite-16d", "affnet-lite-cl-p", 0.77)])
+def test_shipped_models_meet_their_cards(model, baseline, floor, ferplus_valid, ckplus):
+    """The default model's and the fast option's measured quality (their cards: 79.9% and 78.0% of
+    the vote triplets) holds for the committed weights, ahead of their classifier baselines."""
+    triplets = json.loads(run_cli("eval", "triplets", "--data", ferplus_valid, "--model", model,
+                                  "--model", baseline, "--json").output)["models"]
+    fecnet = triplets[model]["l2"]["overall"]
+    best_baseline = max(triplets[baseline][d]["overall"] for d in ("l1", "l2", "cosine"))
+    assert fecnet >= floor and fecnet > best_baseline + 0.03
+    retrieval = json.loads(run_cli("eval", "retrieval", "--data", ckplus, "--model", model,
+                                   "--json").output)["models"][model]
+    assert retrieval["precision_at_top"] >= 0.8 > 4 * retrieval["chance"]
 
 
-def test_photo_smile_finds_smiles(photos_index, photos):
-    """Through detection and alignment: the broad smile in the selfie finds smiling faces."""
-    data = json.loads(run_cli("query", photos / "selfie-many-people.jpg", "--index", photos_index, "-k", 6,
-                              "--json").output)
-    found = {r["path"].rsplit("/", 1)[-1] for r in data["results"][1:]}
-    # Broad smiles of the collection (benchmarks/query_broad_smile.png); none of them is neutral.
-    assert len(found & {"img50.jpg", "img1.jpg", "img15.jpg", "img25.jpg", "img23.jpg", "img38.jpg"}) >= 4
+def test_photo_smile_finds_smiles(photos_index):
+    """Through detection and alignment, as a user queries: the selfie's broad smile finds broad smiles.
+    Its 5 nearest faces from other photos must all be graded broad in benchmarks/photo_smiles.csv,
+    which grades every face of the photos by hand. (Until 2026-11-25 this asked for 4 of six broad
+    smiles picked from one model's results; every model tried returns broad smiles outside those six,
+    so that count moved between 1 and 4 across retrains while the grades stayed broad: RESULTS.md,
+    "The default model is now two wide networks together".)"""
+    selfie = photo_smiles.selfie_query(photos_index, photo_smiles.read_grades())
+    assert selfie["grades"] == [2, 2, 2, 2, 2], selfie
 
 
 def test_label_classify_and_map(ferplus_valid, tmp_path):

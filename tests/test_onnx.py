@@ -16,7 +16,8 @@ from fecsearch.models.inference import OnnxNetwork, StaleGraph, graph_path, load
 from fecsearch.models.preprocess import prepare_face_arrays
 
 # Every model whose weights ship with fecsearch, with each of its outputs.
-SHIPPED = ["fecnet-lite-16d", "affnet-lite-cl-p", "affnet-lite-cl-f", "affnet-faceres-cl-p", "affnet-faceres-cl-f"]
+SHIPPED = ["fecnet-lite-x2-pair-32d", "affnet-lite-x2-cl-p", "affnet-lite-x2-cl-f", "fecnet-lite-16d",
+           "affnet-lite-cl-p", "affnet-lite-cl-f", "affnet-faceres-cl-p", "affnet-faceres-cl-f"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -106,7 +107,8 @@ def test_embedding_lanes_give_one_sessions_vectors(cores, monkeypatch, ferplus_v
         np.testing.assert_allclose(vectors, one.embed(faces), atol=1e-6)
 
 
-def test_the_int8_graph_is_rebuilt_exactly_and_embeds_like_the_float_one(tmp_path, ferplus_train, ferplus_valid,
+@pytest.mark.parametrize("name", ["fecnet-lite-16d", "fecnet-lite-x2-pair-32d"])
+def test_the_int8_graph_is_rebuilt_exactly_and_embeds_like_the_float_one(name, tmp_path, ferplus_train, ferplus_valid,
                                                                          ckplus):
     """`python -m fecsearch.models.quantize` rebuilds the shipped int8 graph byte for byte from the
     float graph and FER+ train; on faces it was not calibrated on, its vectors stay near the float
@@ -117,7 +119,7 @@ def test_the_int8_graph_is_rebuilt_exactly_and_embeds_like_the_float_one(tmp_pat
     from fecsearch.faces.images import file_sha256
     from fecsearch.models.quantize import INT8_TOLERANCE, int8_path
 
-    config = get_config("fecnet-lite-16d")
+    config = get_config(name)
     weights = weights_path(config)
     for source in (weights, graph_path(weights)):
         shutil.copy(source, tmp_path / source.name)
@@ -125,8 +127,8 @@ def test_the_int8_graph_is_rebuilt_exactly_and_embeds_like_the_float_one(tmp_pat
                     "--weights", str(tmp_path / weights.name)], check=True, capture_output=True)
     assert file_sha256(int8_path(tmp_path / weights.name)) == file_sha256(int8_path(weights))
 
-    int8 = load_inference("fecnet-lite-16d", device="cpu", precision="int8")
-    fp32 = load_inference("fecnet-lite-16d", device="cpu", runtime="onnx")
+    int8 = load_inference(name, device="cpu", precision="int8")
+    fp32 = load_inference(name, device="cpu", runtime="onnx")
     assert (int8.precision, fp32.precision) == ("int8", "fp32")
     files = sorted(ferplus_valid.glob("*.png"))[:256] + find_images(ckplus)[0][::20][:64]
     faces = prepare_face_arrays([load_image(f) for f in files], config.preprocess)

@@ -158,5 +158,6 @@ def test_rating_page_votes_by_key_and_click_reach_the_harness(page, server, rati
     assert stored == expected and len(stored) == total
     # the harness reads the same votes: every pair is answered, so the study runs
     result = run_cli("bench", "rank-diff", "--data", rating_faces, "--judge", "people", "--votes", server.votes,
-                     "--queries", STUDY["n_queries"], "--max-n", STUDY["max_n"], "--json")
+                     "--a", STUDY["model_a"], "--b", STUDY["model_b"], "--queries", STUDY["n_queries"],
+                     "--max-n", STUDY["max_n"], "--json")
     assert '"mean_by_n"' in result.output

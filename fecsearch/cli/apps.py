@@ -42,7 +42,9 @@ def ask_people(store, pairs, rater: str, paths: dict, picture: Path) -> None:
 @click.option("--judge", type=click.Choice(["votes", "embedding", "people"]), default="votes", show_default=True,
               help="votes: the candidate whose FER+ vote distribution is closer to the query's wins; "
                    "embedding: the one nearer in --reference; people: the majority of human votes.")
-@click.option("--reference", default=DEFAULT_MODEL, show_default=True, help="Model of the embedding judge.")
+@click.option("--reference", default="affnet-faceres-cl-p", show_default=True,
+              help="Model of the embedding judge: by default one of another trunk family than A's and B's, so that "
+                   "the judge is neither of the two it judges.")
 @click.option("--votes", "votes_db", type=click.Path(path_type=Path), default=Path("votes.db"), show_default=True,
               help="People judge: the SQLite file votes are read from and written to.")
 @click.option("--rater", help="People judge: your name; asks every pair you have not answered yet.")

@@ -34,7 +34,9 @@ def models(as_json):
         c = get_config(name)
         path = weights_path(c)
         p = c.preprocess
-        rows.append({"name": name, "default": name == DEFAULT_MODEL, "family": c.family, "trunk": c.trunk,
+        trunk = c.trunk if c.members == 1 else f"{c.members}x {c.trunk}"  # an ensemble: its networks' trunk
+        rows.append({"name": name, "default": name == DEFAULT_MODEL, "family": c.family, "trunk": trunk,
+                     "members": c.members,
                      "input": f"{p.size}x{p.size} {'RGB' if p.channels == 3 and p.colour else 'grey'}",
                      "dim": c.embedding_size, "distance": c.distance,
                      "weights": "shipped" if path and path.exists() else "needs training or download",
@@ -42,8 +44,9 @@ def models(as_json):
     if as_json:
         echo_json(rows)
         return
-    click.echo(f"{'model':21} {'trunk':8} {'input':14} {'dim':>4}  {'faces/s':>7} {'triplets':>8} {'K-NN AUC':>8} "
-               f"{'CK+ P@5':>7}  weights")
+    wide, trunk_wide = max(len(r["name"]) for r in rows), max(len(r["trunk"]) for r in rows)
+    click.echo(f"{'model':{wide}} {'trunk':{trunk_wide}} {'input':14} {'dim':>4}  {'faces/s':>7} {'triplets':>8} "
+               f"{'K-NN AUC':>8} {'CK+ P@5':>7}  weights")
     for r in rows:
         m = r["measured"]
 
@@ -51,7 +54,7 @@ def models(as_json):
             return f"{m[key] * 100:.1f}" if key in m else "-"
 
         faces = f"{m['faces_per_second']:.0f}" if "faces_per_second" in m else "-"
-        click.echo(f"{r['name']:21} {r['trunk']:8} {r['input']:14} {r['dim']:4}  {faces:>7} "
+        click.echo(f"{r['name']:{wide}} {r['trunk']:{trunk_wide}} {r['input']:14} {r['dim']:4}  {faces:>7} "
                    f"{pct('triplet_accuracy'):>8} {pct('knn_mean_auc'):>8} {pct('ckplus_precision_at_5'):>7}  "
                    f"{r['weights']}"
                    f"{' + int8 graph' if r['int8'] else ''}{'  (default)' if r['default'] else ''}")

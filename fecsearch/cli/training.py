@@ -137,6 +137,33 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs
     click.echo(f"wrote {out}")
 
 
+@train.command("ensemble")
+@click.option("--model", "model_name", default="fecnet-lite-x2-pair-32d", show_default=True,
+              help="The ensemble model whose weights to write.")
+@click.option("--member", "members", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A trained FECNet checkpoint (repeat it, one per member).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Checkpoint to write (.safetensors).")
+def train_ensemble(model_name, members, out):
+    """Join FECNets trained apart into one ensemble model (trains nothing).
+
+    Each face's vector is the members' unit vectors concatenated and divided by the square root of
+    their number, so its squared distances are the mean of the members'.
+
+    \b
+    Example:
+      fecsearch train ensemble --model fecnet-lite-x2-pair-32d --member fecnet-lite-x2-s0.safetensors \\
+          --member fecnet-lite-x2-s1.safetensors --out fecsearch/weights/fecnet-lite-x2-pair-32d.safetensors
+    """
+    from fecsearch.train.ensemble import join_members
+
+    try:
+        record = join_members(model_name, list(members), out)
+    except ValueError as err:
+        fail(str(err))
+    click.echo(f"wrote {out} from {', '.join(m['file'] for m in record['members'])}")
+
+
 @click.group("eval")
 def evaluate():
     """The paper's evaluations: triplet accuracy, K-NN emotion AUC, cross-dataset retrieval."""

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from fecsearch.models.network import FaceEmbedder
+from fecsearch.models.network import Embedder
 
 
-def save_checkpoint(model: FaceEmbedder, path: str | Path, metrics: dict | None = None) -> None:
+def save_checkpoint(model: Embedder, path: str | Path, metrics: dict | None = None) -> None:
     """Weights plus the config (and metrics) they belong to, written atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,8 @@
 """The network: trunk + head, and its frozen, faster copy for indexing and queries."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from torch import nn
@@ -10,7 +12,27 @@ from fecsearch.models.heads import ClassifierHead, EmbeddingHead
 from fecsearch.models.trunks import FaceNetTrunk, FaceResTrunk, LiteTrunk
 
 
-class FaceEmbedder(nn.Module):
+class Embedder(nn.Module):
+    """A network that maps prepared faces to the vectors an index stores (forward), with its config."""
+
+    config: ModelConfig
+
+    def for_inference(self) -> "InferenceNetwork":
+        """A frozen copy that embeds faster, for indexing and queries (not for training)."""
+        return InferenceNetwork(self)
+
+    @torch.inference_mode()
+    def embed(self, faces: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+        self.eval()
+        device = next(self.parameters()).device
+        out = [embed_batch(self, faces[i:i + batch_size].to(device).float(), self.config)
+               for i in range(0, len(faces), batch_size)]
+        if not out:
+            return np.zeros((0, self.config.embedding_size), np.float32)
+        return np.concatenate(out).astype(np.float32)
+
+
+class FaceEmbedder(Embedder):
     """trunk + head; forward() maps prepared faces to the vectors the index stores."""
 
     def __init__(self, config: ModelConfig, trunk: nn.Module):
@@ -33,23 +55,40 @@ class FaceEmbedder(nn.Module):
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
         return self.head_forward(self.trunk(faces))
 
-    def for_inference(self) -> "InferenceNetwork":
-        """A frozen copy that embeds faster, for indexing and queries (not for training)."""
-        return InferenceNetwork(self)
 
-    @torch.inference_mode()
-    def embed(self, faces: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-        self.eval()
-        device = next(self.parameters()).device
-        out = [embed_batch(self, faces[i:i + batch_size].to(device).float(), self.config)
-               for i in range(0, len(faces), batch_size)]
-        if not out:
-            return np.zeros((0, self.config.embedding_size), np.float32)
-        return np.concatenate(out).astype(np.float32)
+class MemberEnsemble(Embedder):
+    """FECNets of one architecture, trained apart, embedding together (config.members of them): each
+    member's unit vector, concatenated and divided by the square root of their number. Its weights
+    are the members' under members.0., members.1., ... (models/ensemble.py joins trained checkpoints)."""
+
+    def __init__(self, config: ModelConfig, members: list[FaceEmbedder]):
+        super().__init__()
+        if config.family != "fecnet" or len(members) != config.members:
+            raise ValueError(f"model '{config.name}': an ensemble is {config.members} FECNets, got "
+                             f"{len(members)} {config.family} networks")
+        self.config = config
+        self.members = nn.ModuleList(members)
+        self.scale = 1 / float(np.sqrt(len(members)))
+
+    def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        return torch.cat([member(faces) for member in self.members], dim=1) * self.scale
+
+
+def member_config(config: ModelConfig) -> ModelConfig:
+    """The config of one network of an ensemble."""
+    return replace(config, members=1)
+
+
+def build_network(config: ModelConfig, pretrained: bool = True) -> Embedder:
+    """A model's network, untrained unless its trunk comes pretrained: one trunk + head, or an ensemble of them."""
+    if config.members == 1:
+        return FaceEmbedder(config, build_trunk(config, pretrained))
+    one = member_config(config)
+    return MemberEnsemble(config, [FaceEmbedder(one, build_trunk(one, pretrained)) for _ in range(config.members)])
 
 
 class InferenceNetwork:
-    """A FaceEmbedder's weights frozen for inference: each BatchNorm folded into the convolution
+    """An Embedder's weights frozen for inference: each BatchNorm folded into the convolution
     before it and the tensors in channels-last layout, which oneDNN's CPU convolutions run fastest;
     batches of 64 stay in cache. The same function to float precision (tests/test_models.py), about
     3x faster than the eager network at batch 256 on this project's 2-core CPU (benchmarks/RESULTS.md).
@@ -57,7 +96,7 @@ class InferenceNetwork:
 
     batch_size = 64
 
-    def __init__(self, model: FaceEmbedder):
+    def __init__(self, model: Embedder):
         import copy
 
         from torch.fx.experimental.optimization import fuse

@@ -26,7 +26,7 @@ from fecsearch.faces.images import file_sha256
 from fecsearch.faces.mtcnn import onnx_file as mtcnn_onnx_file
 from fecsearch.faces.mtcnn_nets import ONet, PNet, RNet, weights_file
 from fecsearch.models.config import WEIGHTS_DIR, read_checkpoint_config
-from fecsearch.models.network import FaceEmbedder, build_trunk
+from fecsearch.models.network import Embedder, build_network
 
 # The largest difference allowed between a graph's output and torch's on the same input.
 PARITY = 1e-4
@@ -42,14 +42,14 @@ class _AllOutputs(nn.Module):
     """What a graph computes for a model's weights: the embedding, or a classifier's penultimate
     layer and class scores."""
 
-    def __init__(self, model: FaceEmbedder):
+    def __init__(self, model: Embedder):
         super().__init__()
         self.model = model
 
     def forward(self, faces):
-        features = self.model.trunk(faces)
         if self.model.config.family == "fecnet":
-            return self.model.head(features)
+            return self.model(faces)
+        features = self.model.trunk(faces)
         penultimate = self.model.head.penultimate(features)
         return penultimate, self.model.head.classify(penultimate)
 
@@ -70,11 +70,11 @@ def shipped_models() -> list[Path]:
     return out
 
 
-def load_network(weights: Path) -> FaceEmbedder:
+def load_network(weights: Path) -> Embedder:
     from safetensors.torch import load_file
 
     config = read_checkpoint_config(weights)
-    model = FaceEmbedder(config, build_trunk(config, pretrained=False))
+    model = build_network(config, pretrained=False)
     model.load_state_dict(load_file(str(weights)))
     return model.eval()
 

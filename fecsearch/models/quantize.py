@@ -1,6 +1,6 @@
 """An int8 graph beside a model's float graph: the same network, 1.5x faster on a CPU.
 
-    python -m fecsearch.models.quantize --calibration ../shared/data/ferplus/train   # the shipped lite FECNet
+    python -m fecsearch.models.quantize --calibration ../shared/data/ferplus/train   # the shipped lite FECNets
     python -m fecsearch.models.quantize --calibration FACES --weights my-model.safetensors
 
 ONNX Runtime's static quantisation of the exported float graph (`fecnet-lite-16d.onnx` ->

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from fecsearch.models.config import get_config, trained_config
-from fecsearch.models.network import FaceEmbedder, build_trunk
+from fecsearch.models.network import Embedder, build_network
 
 
 def default_device(device: str | None = None) -> str:
@@ -16,7 +16,7 @@ def default_device(device: str | None = None) -> str:
 
 
 def create_model(name: str, checkpoint: str | Path | None = None, random_init: bool = False,
-                 device: str | torch.device = "cpu") -> FaceEmbedder:
+                 device: str | torch.device = "cpu") -> Embedder:
     """Build a registered model with its trained weights.
 
     Raises MissingWeights (saying what is missing and how to get it) rather than ever returning
@@ -24,10 +24,10 @@ def create_model(name: str, checkpoint: str | Path | None = None, random_init: b
     """
     if random_init:
         config = get_config(name)
-        return FaceEmbedder(config, build_trunk(config, pretrained=False)).to(device)
+        return build_network(config, pretrained=False).to(device)
     config, path = trained_config(name, checkpoint)
     # The whole network is in the checkpoint, trunk included: no pretrained download needed.
-    model = FaceEmbedder(config, build_trunk(config, pretrained=False))
+    model = build_network(config, pretrained=False)
     state = load_file(str(path))
     model.load_state_dict(state)
     return model.to(device).eval()

@@ -97,7 +97,8 @@ def ensemble_vectors(checkpoints, faces: torch.Tensor) -> torch.Tensor:
     for checkpoint in checkpoints:
         stored = stored_config(checkpoint, "fecnet", "--distil")
         name = next(n for n in list_models()
-                    if get_config(n).family == "fecnet" and get_config(n).trunk == stored.trunk)
+                    if get_config(n).family == "fecnet" and get_config(n).trunk == stored.trunk
+                    and get_config(n).members == stored.members)
         parts.append(torch.from_numpy(create_model(name, checkpoint).for_inference().embed(faces)))
     return F.normalize(torch.cat(parts, 1), dim=1)
 
@@ -179,6 +180,12 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     torch.manual_seed(seed)
     out = Path(out)
     config = get_config(model_name)
+    if config.members > 1:
+        single = [n for n in list_models() if get_config(n).family == "fecnet" and get_config(n).trunk == config.trunk
+                  and get_config(n).members == 1]
+        raise ValueError(f"{model_name} is an ensemble of {config.members} networks: train each as "
+                         f"{' or '.join(single) or 'a single model'} (with its own --seed), then join them with "
+                         f"`fecsearch train ensemble --model {model_name} --member A --member B --out OUT`")
     if teacher is not None:
         stored_config(teacher, "affnet", "--teacher")
     for checkpoint in distil:

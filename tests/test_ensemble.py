@@ -1,0 +1,84 @@
+"""Ensemble models: FECNets trained apart, joined into one model that indexes, exports and loads as one."""
+import numpy as np
+import torch
+from conftest import run_cli
+
+from fecsearch.models import create_model, get_config
+from fecsearch.models.checkpoints import save_checkpoint
+from fecsearch.models.inference import load_inference
+from fecsearch.models.preprocess import load_prepared
+
+PAIR = "fecnet-lite-x2-pair-32d"
+MEMBER = "fecnet-lite-x2-16d"
+
+
+def member_checkpoints(tmp_path, seeds=(1, 2)):
+    """Single FECNets of the pair's architecture with different random weights (and BatchNorm
+    statistics a trained network would have), as `train fecnet` writes them."""
+    paths = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        model = create_model(MEMBER, random_init=True)
+        generator = torch.Generator().manual_seed(seed)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.5, generator=generator)
+                m.running_var.uniform_(0.5, 2.0, generator=generator)
+        paths.append(tmp_path / f"member-{seed}.safetensors")
+        save_checkpoint(model.eval(), paths[-1])
+    return paths
+
+
+def test_an_ensemble_embeds_with_its_members_unit_vectors(tmp_path, ferplus_valid):
+    """Joined, each face's vector is the members' (each mirror-averaged on its own sphere) side by side
+    over the square root of their number: a unit vector whose squared distances are the members' mean.
+    Torch's eager network, its frozen copy and the exported graph give it alike."""
+    members = member_checkpoints(tmp_path)
+    pair = tmp_path / "pair.safetensors"
+    out = run_cli("train", "ensemble", "--model", PAIR, "--member", members[0], "--member", members[1],
+                  "--out", pair).output
+    assert "member-1.safetensors, member-2.safetensors" in out
+    faces = load_prepared(sorted(ferplus_valid.glob("*.png"))[:40], get_config(PAIR).preprocess).float()
+    alone = [create_model(MEMBER, m).embed(faces) for m in members]
+    model = create_model(PAIR, pair)
+    joined = model.embed(faces)
+    assert joined.shape == (40, 32)
+    assert np.allclose(joined, np.concatenate(alone, 1) / np.sqrt(2), atol=1e-5)
+    assert np.allclose(np.linalg.norm(joined, axis=1), 1, atol=1e-5)
+    squared = ((joined[:, None] - joined[None]) ** 2).sum(-1)
+    mean = sum(((a[:, None] - a[None]) ** 2).sum(-1) for a in alone) / 2
+    assert np.allclose(squared, mean, atol=1e-4)
+    assert not np.allclose(alone[0], alone[1], atol=0.1)  # two different networks, not one twice
+    assert np.allclose(model.for_inference().embed(faces), joined, atol=2e-5)
+
+    from fecsearch.models.onnx_export import main as export
+
+    export(["--weights", str(pair)])
+    onnx = load_inference(PAIR, pair, device="cpu", runtime="onnx")
+    assert onnx.runtime == "onnx" and np.abs(onnx.embed(faces.numpy()) - joined).max() <= 1e-4
+
+
+def test_joining_refuses_what_would_not_be_an_ensemble(tmp_path):
+    members = member_checkpoints(tmp_path)
+    out = tmp_path / "pair.safetensors"
+
+    def refused(*args) -> str:
+        result = run_cli("train", "ensemble", "--model", PAIR, *args, "--out", out, ok=False)
+        assert result.exit_code != 0 and not out.exists()
+        return result.output
+
+    assert "the same checkpoint twice" in refused("--member", members[0], "--member", members[0])
+    assert "got 1 --member" in refused("--member", members[0])
+    narrow = tmp_path / "narrow.safetensors"
+    save_checkpoint(create_model("fecnet-lite-16d", random_init=True), narrow)
+    assert "narrow.safetensors: a fecnet on the lite trunk" in refused("--member", members[0], "--member", narrow)
+    result = run_cli("train", "ensemble", "--model", MEMBER, "--member", members[0], "--member", members[1],
+                     "--out", out, ok=False)
+    assert result.exit_code != 0 and "a single network" in result.output
+
+
+def test_an_ensemble_is_trained_member_by_member(tmp_path, ferplus_train, ferplus_valid):
+    result = run_cli("train", "fecnet", "--model", PAIR, "--train", ferplus_train, "--valid", ferplus_valid,
+                     "--out", tmp_path / "x.safetensors", ok=False)
+    assert result.exit_code != 0 and "train each as fecnet-lite-x2-16d" in result.output
+    assert "fecsearch train ensemble" in result.output
