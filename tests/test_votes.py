@@ -26,8 +26,9 @@ def test_majority_of_raters(tmp_path):
 
 def test_rank_diff_with_people_resumes(ferplus_valid, tmp_path):
     votes = tmp_path / "votes.db"
+    # the fast model and its baseline: this is about votes and resuming, not about which model is judged
     args = ["bench", "rank-diff", "--data", ferplus_valid, "--queries", 2, "--max-n", 2, "--judge", "people",
-            "--votes", votes]
+            "--votes", votes, "--a", "fecnet-lite-16d", "--b", "affnet-lite-cl-p"]
     from click.testing import CliRunner
 
     from fecsearch.cli import main
