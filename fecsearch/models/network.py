@@ -59,7 +59,7 @@ class FaceEmbedder(Embedder):
 class MemberEnsemble(Embedder):
     """FECNets of one architecture, trained apart, embedding together (config.members of them): each
     member's unit vector, concatenated and divided by the square root of their number. Its weights
-    are the members' under members.0., members.1., ... (models/ensemble.py joins trained checkpoints)."""
+    are the members' under members.0., members.1., ... (train/ensemble.py joins trained checkpoints)."""
 
     def __init__(self, config: ModelConfig, members: list[FaceEmbedder]):
         super().__init__()
