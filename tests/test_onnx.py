@@ -294,3 +294,75 @@ def test_int8_is_chosen_on_a_cpu_only(monkeypatch):
     assert choose_precision("auto", lite, "auto", "cpu") == "int8"
     with pytest.raises(ValueError, match="unknown precision"):
         choose_precision("int4", lite)
+
+
+def test_an_index_run_finds_a_gpu_that_only_torch_can_use(monkeypatch):
+    """Checked without a GPU: with no --device, an index run embeds on CUDA through torch where torch
+    sees a GPU and ONNX Runtime has no CUDA provider, and leaves every other case as it was."""
+    import onnxruntime
+    import torch
+
+    from fecsearch.models import inference
+    from fecsearch.models.inference import indexing_device
+
+    if not torch.cuda.is_available():
+        assert indexing_device(None) is None  # this machine: nothing changes
+    monkeypatch.setattr(inference, "nvidia_driver_seen", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert indexing_device(None) == indexing_device(None, "torch", "fp32") == "cuda"
+    assert indexing_device("cpu") == "cpu" and indexing_device("cuda:1") == "cuda:1"
+    assert indexing_device(None, runtime="onnx") is None  # ONNX Runtime asked for: its CPU provider
+    assert indexing_device(None, precision="int8") is None  # an int8 index: its int8 graph, in ONNX Runtime
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert indexing_device(None) is None  # load_inference takes ONNX Runtime's CUDA provider itself
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert indexing_device(None) is None
+
+
+def test_a_network_moved_to_a_gpu_leaves_detection_where_it_was(monkeypatch, photos, tmp_path):
+    """The indexer's wiring when a GPU is found for the network alone, checked without one: the
+    network is asked for on CUDA (here the CPU in torch stands in for it), MTCNN stays in ONNX
+    Runtime on the CPU, and the faces are still found."""
+    from fecsearch.ingest import indexer as indexer_module
+    from fecsearch.store.database import FaceStore
+
+    asked = []
+
+    def stand_in(name, checkpoint, device, runtime, **options):
+        asked.append((device, runtime))
+        return load_inference(name, checkpoint, "cpu" if device == "cuda" else device, "torch", **options)
+
+    monkeypatch.setattr(indexer_module, "indexing_device", lambda device, runtime, precision: device or "cuda")
+    monkeypatch.setattr(indexer_module, "load_inference", stand_in)
+    store = FaceStore(tmp_path / "idx")
+    try:
+        indexer = indexer_module.Indexer.for_folder(store, "fecnet-lite-16d", progress=False)
+        assert asked == [("cuda", "auto")] and indexer.network.runtime == "torch"
+        assert indexer.pipeline.detector.runtime == "onnx" and indexer.pipeline.detector.device in (None, "cpu")
+        folder = tmp_path / "photos"
+        folder.mkdir()
+        shutil.copy(photos / "couple.jpg", folder)
+        summary = indexer.run(folder)
+        assert summary.faces_added == 2
+    finally:
+        store.close()
+
+
+def test_cuda_asked_of_a_machine_without_one_is_one_sentence(tmp_path, ferplus_valid):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for face in sorted(ferplus_valid.glob("*.png"))[:3]:
+        shutil.copy(face, folder)
+    done = subprocess.run([sys.executable, "-m", "fecsearch", "index", folder, "--cropped", "--index", tmp_path / "idx",
+                           "--device", "cuda", "--runtime", "torch"], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith("--device cuda: torch sees no CUDA GPU here "
+                                        f"(torch {torch.__version__}); use --device cpu")
+    assert "Traceback" not in done.stderr

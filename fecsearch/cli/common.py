@@ -62,8 +62,10 @@ def device_option(f):
     f = click.option("--runtime", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True,
                      help="onnx: ONNX Runtime, no torch needed; torch; auto: ONNX Runtime for every model that "
                           "has an exported graph (the shipped ones), torch for other checkpoints.")(f)
-    return click.option("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available, "
-                                                       "else cpu).")(f)
+    return click.option("--device", default=None,
+                        help="cpu, cuda or cuda:N. Default: cuda where ONNX Runtime has CUDA, else cpu; index and "
+                             "embed also run the expression network on a GPU that only torch can use (detection "
+                             "then stays on the CPU, where it was faster).")(f)
 
 
 def load_network(model_name, checkpoint, device=None, runtime="auto", mirror=None, precision="fp32"):

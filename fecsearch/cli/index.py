@@ -297,11 +297,14 @@ def embed(paths, out, model_name, checkpoint, cropped, precision, min_face, min_
     import numpy as np
 
     from fecsearch.faces.images import find_images
+    from fecsearch.models.inference import indexing_device
     from fecsearch.models.pipeline import FacePipeline, embed_files
 
-    network = load_network(model_name or DEFAULT_MODEL, checkpoint, device, runtime, precision=precision)
+    chosen = indexing_device(device, runtime, precision)  # a GPU that only torch can use, as index does
+    network = load_network(model_name or DEFAULT_MODEL, checkpoint, chosen, runtime, precision=precision)
+    detect_device, detect_runtime = (network.device, network.runtime) if chosen == device else (device, runtime)
     pipeline = FacePipeline(network, cropped, make_detector_config(min_face, min_prob, thresholds, canvas),
-                            device=network.device, runtime=network.runtime)
+                            device=detect_device, runtime=detect_runtime)
     files, skipped = [], []
     for p in paths:
         found, problems = find_images(p)

@@ -19,7 +19,7 @@ from fecsearch.faces.images import file_sha256, find_images
 from fecsearch.faces.video import DEFAULT_FRAME_RATE
 from fecsearch.ingest.workers import Decoded, IngestJob, ThreadEngine
 from fecsearch.models.config import DEFAULT_MODEL, weights_checksum
-from fecsearch.models.inference import load_inference
+from fecsearch.models.inference import indexing_device, load_inference
 from fecsearch.models.pipeline import FacePipeline
 from fecsearch.store.database import FaceRecord, FaceStore
 from fecsearch.vectors.faiss_index import VectorIndex
@@ -57,8 +57,10 @@ class Indexer:
                  cropped: bool = False, detector_config: DetectorConfig | None = None, workers: int | None = None,
                  chunk_size: int | None = None, progress: bool = True, report: Report = print,
                  rebuild_index: bool = False, engine=None, checkpoint: str | None = None,
-                 frame_rate: float = DEFAULT_FRAME_RATE, identities: bool = False):
+                 frame_rate: float = DEFAULT_FRAME_RATE, identities: bool = False,
+                 detect_on: tuple[str | None, str] | None = None):
         """network: the model ready to embed (models.inference.load_inference), on its device;
+        detect_on: (device, runtime) for MTCNN and the identity network, if not the network's;
         frame_rate: frames a second sampled from videos (the thread engine's; others refuse videos);
         identities: describe each photo's faces while it is decoded (the thread engine's; faces
         left without, and older ones, are described after by people/describe.py)."""
@@ -75,8 +77,9 @@ class Indexer:
                                   network.config.mirror_average, network.precision)
         network.config = replace(network.config, mirror_average=mirror)
         # MTCNN in ONNX Runtime: one thread per network, as the workers detect one image per core.
-        self.pipeline = FacePipeline(network, cropped=cropped, detector_config=detector_config, device=network.device,
-                                     runtime=network.runtime, threads=1)
+        detect_device, detect_runtime = detect_on or (network.device, network.runtime)
+        self.pipeline = FacePipeline(network, cropped=cropped, detector_config=detector_config, device=detect_device,
+                                     runtime=detect_runtime, threads=1)
         # What an engine's workers elsewhere need to build the same pipeline.
         self.job = IngestJob(model_name, checkpoint, mirror, cropped, detector_config, network.runtime,
                              network.device, frame_rate, identities, network.precision)
@@ -98,8 +101,13 @@ class Indexer:
         if store.model_bound:
             store.check_model(model_name, checksum)
             precision = store.embedding_precision  # new faces must be comparable with the stored ones
-        network = load_inference(model_name, checkpoint, device, runtime, mirror_average=mirror,
+        chosen = indexing_device(device, runtime, precision)
+        network = load_inference(model_name, checkpoint, chosen, runtime, mirror_average=mirror,
                                  weights_sha256=checksum, precision=precision)
+        if chosen != device and "detect_on" not in options:
+            # A GPU found for the network alone: MTCNN's many small convolutions ran no faster on an
+            # H100 than in ONNX Runtime on the machine's cores (benchmarks/RESULTS.md, "On a GPU").
+            options["detect_on"] = (device, runtime)
         indexer = cls(store, network, model_name, checksum, checkpoint=checkpoint, **options)
         if checkpoint:
             store.set_meta("checkpoint", os.path.abspath(checkpoint))

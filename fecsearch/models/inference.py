@@ -8,6 +8,8 @@ model has one) and onnxruntime is installed, and torch otherwise (a checkpoint o
 """
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -169,11 +171,42 @@ def load_inference(name: str, checkpoint: str | Path | None = None, device: str 
                            f"or onnxruntime with an exported graph")
     from fecsearch.models.registry import create_model, default_device
 
-    model = create_model(name, checkpoint=checkpoint, device=default_device(device))
+    device = default_device(device)
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeUnavailable(f"--device {device}: torch sees no CUDA GPU here (torch {torch.__version__}); "
+                                     f"use --device cpu")
+    model = create_model(name, checkpoint=checkpoint, device=device)
     model.config = config
     network = model.for_inference()
     network.device = str(network.device)
     return network
+
+
+def nvidia_driver_seen() -> bool:
+    """Whether this machine may have an NVIDIA GPU, asked without importing torch (seconds): on
+    Linux the driver's files are there or there is no GPU to find."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia")
+
+
+def indexing_device(device: str | None, runtime: str = "auto", precision: str = "auto") -> str | None:
+    """The device an index run embeds on: the one asked for, if asked; else CUDA through torch where
+    torch sees a GPU and ONNX Runtime has no CUDA provider (what `pip install 'fecsearch[torch]'`
+    gives on a GPU machine). There the default model indexed cropped faces 3.3x as fast as ONNX
+    Runtime on the same machine's 16 cores (benchmarks/RESULTS.md, "On a GPU"). None leaves the
+    choice to load_inference: ONNX Runtime's CUDA provider where it has one, else the CPU. Queries
+    do not come here: one face is not worth starting CUDA for. int8 stays in ONNX Runtime."""
+    if device or runtime == "onnx" or precision == "int8" or not torch_installed() or not nvidia_driver_seen():
+        return device
+    if onnx_installed() and onnx_device(None) != "cpu":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else device
 
 
 def onnx_device(device: str | None) -> str:
