@@ -311,3 +311,16 @@ def test_train_fecnet_distils_an_ensemble_of_fecnets(ferplus_valid, tmp_path):
     refused = run_cli(*args, "--out", tmp_path / "no.safetensors", "--distil", TRUNK, ok=False)
     assert refused.exit_code != 0 and "not a FECNet checkpoint" in refused.output
     assert "loaded" not in refused.output  # refused before the faces were read
+
+
+def test_train_on_a_gpu_this_machine_lacks_is_one_sentence(ferplus_valid, tmp_path):
+    """Checked without a GPU (the suite hides one: conftest.py); tests/test_gpu.py trains on one."""
+    import torch
+
+    assert not torch.cuda.is_available()
+    result = run_cli("train", "affnet", "--train", ferplus_valid, "--valid", ferplus_valid, "--out",
+                     tmp_path / "cl.safetensors", "--device", "cuda", ok=False)
+    assert result.exit_code == 1
+    assert result.output.strip().endswith(f"--device cuda: torch sees no CUDA GPU here (torch {torch.__version__}); "
+                                          f"use --device cpu")
+    assert not (tmp_path / "cl.safetensors").exists()

@@ -21,7 +21,7 @@ from fecsearch.train.common import Checkpointer, Log, augmented, cached_features
 def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-cl-p", epochs: int = 12,
                      batch_size: int = 128, lr: float = 1e-3, seed: int = 0, soft_labels: bool = False,
                      trunk_lr: float = 0.0, tune_blocks: int = 0, augmentation: str = "shift",
-                     mixup: float = 0.0, bf16: bool = False, log: Log = print) -> dict:
+                     mixup: float = 0.0, bf16: bool = False, device: str = "cpu", log: Log = print) -> dict:
     """AFFNet-CL: trunk + head + 8-way softmax, cross-entropy on majority labels, end to end.
 
     soft_labels=True uses cross-entropy against FER+ vote distributions instead of majority labels.
@@ -36,6 +36,8 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
     bf16=True runs the forward pass in bfloat16 (autocast; weights, gradients and the optimiser stay
     float32) in channels-last layout: a step in 0.44x the time (lite trunk) to 0.31x (lite-x2) on a CPU
     with AMX (benchmarks/bench_train_precision.py); slower on a CPU without bfloat16 units.
+    device: where the network trains ("cpu", "cuda", "cuda:N"); the faces, their augmentation and
+    the feature cache stay in host memory and go to the device a batch at a time.
     """
     if mixup < 0:
         raise ValueError(f"--mixup must be 0 (off) or more, not {mixup}")
@@ -55,6 +57,7 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
         if tune_blocks:
             lower, upper = model.trunk.split(tune_blocks)
             upper.requires_grad_(True)
+    model.to(device)
     train, valid = read_labelled(train_dir), read_labelled(valid_dir)
     t0 = time.time()
     x_train = load_prepared(train.paths, config.preprocess)
@@ -104,8 +107,9 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
             target = y_train[idx]
             if mixup > 0:
                 x, target = mixed(x, target, mixup, generator)
+            x, target = x.to(device, non_blocking=True), target.to(device, non_blocking=True)
             if bf16:
-                with torch.autocast("cpu", dtype=torch.bfloat16):
+                with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
                     logits = forward(x.contiguous(memory_format=torch.channels_last))
             else:
                 logits = forward(x)
@@ -117,7 +121,7 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
             total += loss.item() * len(idx)
         model.eval()
         with torch.inference_mode():
-            logits = torch.cat([model.head(model.trunk(x_valid[i:i + 512].float()))
+            logits = torch.cat([model.head(model.trunk(x_valid[i:i + 512].float().to(device))).cpu()
                                 for i in range(0, len(x_valid), 512)])
         metrics = {"epoch": epoch + 1, "train_loss": total / len(train), "seconds": round(time.time() - t0, 1),
                    "valid_accuracy": float((logits.argmax(1).numpy() == valid.labels).mean())}
@@ -130,6 +134,6 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
     final = {"history": history, "train_dir": str(train_dir), "valid_dir": str(valid_dir), "epochs": epochs,
              "batch_size": batch_size, "lr": lr, "seed": seed, "soft_labels": soft_labels, "frozen_trunk": frozen,
              "trunk_lr": trunk_lr, "tune_blocks": tune_blocks,
-             "augmentation": augmentation, "mixup": mixup, "bf16": bf16}
+             "augmentation": augmentation, "mixup": mixup, "bf16": bf16, "device": str(device)}
     save_checkpoint(model, out, final)
     return final

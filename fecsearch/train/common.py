@@ -27,6 +27,7 @@ def cached_features(network: torch.nn.Module, x: torch.Tensor, batch: int = 256,
     augmented_views=K, K more views of every face follow them, (2 + K, N, ...): each view is the face
     moved by `augmentation` (augmented()), drawn with its own seed."""
     network.eval()
+    device = next(network.parameters()).device
     out = None
     generator = torch.Generator()
     with torch.inference_mode():
@@ -40,10 +41,10 @@ def cached_features(network: torch.nn.Module, x: torch.Tensor, batch: int = 256,
                     generator.manual_seed(seed * 1_000_003 + view * 10_007 + i)
                     moved = augmented(faces, generator, augmentation)
                 # channels-last: oneDNN's fastest layout for these convolutions on a CPU (about 1.8x)
-                features = network(moved.contiguous(memory_format=torch.channels_last))
+                features = network(moved.to(device).contiguous(memory_format=torch.channels_last))
                 if out is None:  # filled in place: no second copy of a cache that can take gigabytes
                     out = torch.empty((2 + augmented_views, len(x), *features.shape[1:]), dtype=torch.float16)
-                out[view, i:i + len(faces)] = features.half()
+                out[view, i:i + len(faces)] = features.half().cpu()  # in host memory, whatever the device
     return out
 
 
@@ -162,7 +163,7 @@ class Checkpointer:
         """The epoch to start from and the history so far; the schedule is moved to where the run stopped."""
         if not self.path.exists():
             return 0, []
-        state = torch.load(self.path, weights_only=True)
+        state = torch.load(self.path, weights_only=True, map_location="cpu")  # the model's device may differ
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         epoch = int(state["epoch"])
