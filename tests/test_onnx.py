@@ -342,6 +342,8 @@ def test_a_network_moved_to_a_gpu_leaves_detection_where_it_was(monkeypatch, pho
         indexer = indexer_module.Indexer.for_folder(store, "fecnet-lite-16d", progress=False)
         assert asked == [("cuda", "auto")] and indexer.network.runtime == "torch"
         assert indexer.pipeline.detector.runtime == "onnx" and indexer.pipeline.detector.device in (None, "cpu")
+        # Ray's detection actors build their pipelines from the job: ONNX Runtime there too
+        assert indexer.job.runtime == "auto"
         folder = tmp_path / "photos"
         folder.mkdir()
         shutil.copy(photos / "couple.jpg", folder)

@@ -80,9 +80,12 @@ class Indexer:
         detect_device, detect_runtime = detect_on or (network.device, network.runtime)
         self.pipeline = FacePipeline(network, cropped=cropped, detector_config=detector_config, device=detect_device,
                                      runtime=detect_runtime, threads=1)
-        # What an engine's workers elsewhere need to build the same pipeline.
-        self.job = IngestJob(model_name, checkpoint, mirror, cropped, detector_config, network.runtime,
-                             network.device, frame_rate, identities, network.precision)
+        # What an engine's workers elsewhere need to build the same pipeline. With detection kept off
+        # the network's GPU, the runtime asked for goes with it: a Ray engine's detection actors
+        # (on CPUs) then detect in ONNX Runtime, and its embedding actors still find torch's CUDA.
+        self.job = IngestJob(model_name, checkpoint, mirror, cropped, detector_config,
+                             detect_runtime if detect_on else network.runtime, network.device, frame_rate, identities,
+                             network.precision)
         # Cropped faces are tiny and quick: big chunks. Photos need detection: small chunks keep
         # the work lost to an interruption small.
         self.chunk_size = chunk_size or (512 if cropped else 16)
