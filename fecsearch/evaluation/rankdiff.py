@@ -136,13 +136,22 @@ class Study:
         return dict(zip(self.names, self.paths))
 
 
-def plan_study(data_dir: str | Path, model_a: str, model_b: str, n_queries: int = STUDY_QUERIES,
-               max_n: int = STUDY_MAX_N, seed: int = STUDY_SEED) -> Study:
-    """Draw the queries with a fixed seed and rank the rest of the folder under both embeddings."""
-    from fecsearch.data.labels import read_ferplus
+def embed_named(name: str, paths: list[Path]) -> tuple[np.ndarray, str]:
+    """A registered model's vectors for face crops, and the distance it ranks them by."""
     from fecsearch.evaluation.metrics import embed_paths
-    from fecsearch.faces.images import find_images
     from fecsearch.models.registry import create_model
+
+    model = create_model(name)
+    return embed_paths(model, paths), model.config.distance
+
+
+def plan_study(data_dir: str | Path, model_a: str, model_b: str, n_queries: int = STUDY_QUERIES,
+               max_n: int = STUDY_MAX_N, seed: int = STUDY_SEED,
+               embed: Callable[[str, list[Path]], tuple[np.ndarray, str]] = embed_named) -> Study:
+    """Draw the queries with a fixed seed and rank the rest of the folder under both embeddings.
+    embed(name, paths) -> (vectors, distance): by default the registered model of that name."""
+    from fecsearch.data.labels import read_ferplus
+    from fecsearch.faces.images import find_images
 
     data_dir = Path(data_dir)
     if (data_dir / "label.csv").exists():
@@ -159,9 +168,8 @@ def plan_study(data_dir: str | Path, model_a: str, model_b: str, n_queries: int 
     names = [p.relative_to(data_dir).as_posix() for p in paths]
     ranked = []
     for name in (model_a, model_b):
-        model = create_model(name)
-        vectors = embed_paths(model, paths)
-        hits = nearest(vectors[collection], vectors[query_idx], max_n, model.config.distance)
+        vectors, distance = embed(name, paths)
+        hits = nearest(vectors[collection], vectors[query_idx], max_n, distance)
         ranked.append([[names[collection[j]] for j in row] for row in hits])
     return Study(data_dir, names, paths, [names[q] for q in query_idx], ranked[0], ranked[1], votes)
 
