@@ -83,3 +83,20 @@ def get_preprocess():
     from fecsearch.models.config import get_config
 
     return get_config("affnet-lite-cl-p").preprocess
+
+
+def test_a_fecnet_head_trains_on_the_gpu_and_resumes_on_the_cpu(tmp_path, ferplus_valid):
+    """The head on the shipped classifier's trunk, mined vote triplets (the step that reads the
+    votes on the device too): one epoch on the GPU, the second on the CPU from the GPU's state."""
+    from conftest import ROOT
+
+    from fecsearch.train.fecnet import train_fecnet
+
+    trunk = ROOT / "fecsearch" / "weights" / "affnet-lite-cl.safetensors"
+    out = tmp_path / "fecnet.safetensors"
+    args = dict(steps_per_epoch=3, triplets_per_type=4, triplet_source="mined", log=print)
+    first = train_fecnet(ferplus_valid, ferplus_valid, trunk, out, epochs=1, device="cuda", **args)
+    assert first["device"] == "cuda" and len(first["history"]) == 1
+    second = train_fecnet(ferplus_valid, ferplus_valid, trunk, out, epochs=2, device="cpu", **args)
+    assert [h["epoch"] for h in second["history"]] == [1, 2] and second["history"][0] == first["history"][0]
+    assert second["history"][1]["valid_triplet_accuracy"]["overall"] > 0.4

@@ -22,8 +22,8 @@ from fecsearch.train.common import (Checkpointer, Log, TripletFaces, _load_state
 def triplet_loss(e1, e2, e3, odd: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
     """Eq. (1): the similar pair must be closer than each face of it is to the odd one, by `margin`."""
     faces = torch.stack([e1, e2, e3], 1)  # (B, 3, D)
-    rows = torch.arange(len(odd))
-    keep = torch.ones(len(odd), 3, dtype=torch.bool)
+    rows = torch.arange(len(odd), device=faces.device)
+    keep = torch.ones(len(odd), 3, dtype=torch.bool, device=faces.device)
     keep[rows, odd - 1] = False
     pair = faces[keep].view(len(odd), 2, -1)
     a, b, c = pair[:, 0], pair[:, 1], faces[rows, odd - 1]
@@ -72,24 +72,24 @@ def stored_config(checkpoint, family: str, option: str):
     return stored
 
 
-def teacher_distributions(checkpoint, faces: torch.Tensor, batch: int = 256) -> torch.Tensor:
+def teacher_distributions(checkpoint, faces: torch.Tensor, batch: int = 256, device: str = "cpu") -> torch.Tensor:
     """A classifier's predicted emotion distributions for every face and its mirror image, (2, N, 8):
     the ten raters' votes as a model trained on thousands of faces expects them, without the noise
     of which ten people happened to vote."""
     stored = stored_config(checkpoint, "affnet", "--teacher")
     name = next(n for n in list_models() if get_config(n).family == "affnet" and get_config(n).trunk == stored.trunk
                 and get_config(n).output == "final")
-    teacher = create_model(name, checkpoint).eval()
+    teacher = create_model(name, checkpoint, device=device).eval()
     out = torch.empty((2, len(faces), stored.dim))
     with torch.inference_mode():
         for i in range(0, len(faces), batch):
-            x = faces[i:i + batch].float()
+            x = faces[i:i + batch].float().to(device)
             for mirrored in (0, 1):
-                out[mirrored, i:i + len(x)] = torch.softmax(teacher(x.flip(3) if mirrored else x), 1)
+                out[mirrored, i:i + len(x)] = torch.softmax(teacher(x.flip(3) if mirrored else x), 1).cpu()
     return out
 
 
-def ensemble_vectors(checkpoints, faces: torch.Tensor) -> torch.Tensor:
+def ensemble_vectors(checkpoints, faces: torch.Tensor, device: str = "cpu") -> torch.Tensor:
     """FECNet checkpoints' vectors for every face as an index stores them (the frozen inference
     network, each face averaged with its mirror image), concatenated across checkpoints and put
     back on the unit sphere: (N, 16 x checkpoints), the space benchmarks/ensemble_heads.py measures."""
@@ -99,7 +99,7 @@ def ensemble_vectors(checkpoints, faces: torch.Tensor) -> torch.Tensor:
         name = next(n for n in list_models()
                     if get_config(n).family == "fecnet" and get_config(n).trunk == stored.trunk
                     and get_config(n).members == stored.members)
-        parts.append(torch.from_numpy(create_model(name, checkpoint).for_inference().embed(faces)))
+        parts.append(torch.from_numpy(create_model(name, checkpoint, device=device).for_inference().embed(faces)))
     return F.normalize(torch.cat(parts, 1), dim=1)
 
 
@@ -151,7 +151,8 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
                  seed: int = 0, feature_cache: bool = True, triplet_source: str = "votes",
                  trunk_lr: float = 0.0, agreement: str = "strong", tune_blocks: int = 0, teacher=None,
                  augmented_views: int = 0, augmentation: str = "affine", vote_readout: float = 0.0,
-                 warm_head: bool = False, distil=(), distil_weight: float = 1.0, log: Log = print) -> dict:
+                 warm_head: bool = False, distil=(), distil_weight: float = 1.0, device: str = "cpu",
+                 log: Log = print) -> dict:
     """FECNet: a frozen trunk and the embedding head trained with the triplet loss on FER+ vote
     triplets, or on FEC's human triplets when train_dir is a `fec download` folder (load_triplet_faces).
 
@@ -172,6 +173,8 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     distil, FECNet checkpoints: their ensemble's distances between every pair of a batch's faces
     (ensemble_vectors) become targets for the new model's, distil_weight times the mean squared
     difference joining the loss: one network learns what several agree on.
+    device: where the network trains ("cpu", "cuda", "cuda:N"); faces, the feature cache and the
+    triplets stay in host memory, and each batch goes to the device.
     """
     if augmented_views and (trunk_lr > 0 and not tune_blocks or not feature_cache):
         raise ValueError("--augmented-views needs the feature cache (a frozen trunk, or --tune-blocks)")
@@ -222,6 +225,7 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
         model.trunk.requires_grad_(fine_tune)
         tuned = model.trunk if fine_tune else upper
         feature_cache = feature_cache and not fine_tune
+    model.to(device)
     t0 = time.time()
     train = load_triplet_faces(train_dir, config.preprocess, agreement)
     valid = load_triplet_faces(valid_dir, config.preprocess, agreement)
@@ -246,7 +250,7 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     if vote_readout > 0:
         if train.labelled is None:
             raise ValueError("--vote-readout needs FER+ vote distributions (a folder with label.csv)")
-        readout = torch.nn.Linear(config.dim, train.labelled.votes.shape[1])
+        readout = torch.nn.Linear(config.dim, train.labelled.votes.shape[1]).to(device)
         groups.append({"params": readout.parameters(), "lr": lr})
         saved = torch.nn.ModuleDict({"model": model, "readout": readout})  # an interrupted run resumes both
     optimizer = torch.optim.Adam(groups)
@@ -264,12 +268,12 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
         if train.labelled is None:
             raise ValueError("--teacher needs a FER+ folder (label.csv) to train on")
         t0 = time.time()
-        teacher_probs = teacher_distributions(teacher, x_train)
+        teacher_probs = teacher_distributions(teacher, x_train, device=device)
         log(f"teacher's distributions: {tuple(teacher_probs.shape)} in {time.time() - t0:.0f}s")
     ensemble = None
     if distil:
         t0 = time.time()
-        ensemble = ensemble_vectors(distil, x_train)
+        ensemble = ensemble_vectors(distil, x_train, device)
         log(f"vectors to distil: {tuple(ensemble.shape)} from {len(distil)} models in {time.time() - t0:.0f}s")
     generator = torch.Generator().manual_seed(seed)
     for epoch in range(start, epochs):
@@ -286,25 +290,25 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
             else:
                 view = (torch.rand(len(flat), generator=generator) < 0.5).long()
             if cache is not None:
-                features = upper(cache[view, flat].float())
+                features = upper(cache[view, flat].float().to(device))
             elif fine_tune:
-                features = model.trunk(augment(x_train[flat].float(), generator))
+                features = model.trunk(augment(x_train[flat].float(), generator).to(device))
             else:
                 faces = x_train[flat].float()
                 faces = torch.where(view.bool()[:, None, None, None], faces.flip(3), faces)
                 with torch.no_grad():
-                    features = model.trunk(faces)
+                    features = model.trunk(faces.to(device))
             flat_e = model.head(features)
             e = flat_e.view(len(ids), 3, -1)
-            loss = triplet_loss(e[:, 0], e[:, 1], e[:, 2], odd, margin)
+            loss = triplet_loss(e[:, 0], e[:, 1], e[:, 2], odd.to(device), margin.to(device))
             if triplet_source == "mined" or teacher_probs is not None:
                 some = torch.randperm(len(flat), generator=generator)[:MINED_FACES]
                 target = teacher_probs[view[some], flat[some]] if teacher_probs is not None else votes[flat[some]]
-                loss = loss + mined_vote_loss(flat_e[some], target)
+                loss = loss + mined_vote_loss(flat_e[some], target.to(device))
             if ensemble is not None:
-                loss = loss + distil_weight * distance_match_loss(flat_e, ensemble[flat])
+                loss = loss + distil_weight * distance_match_loss(flat_e, ensemble[flat].to(device))
             if readout is not None:
-                loss = loss + vote_readout * -(votes[flat] * F.log_softmax(readout(flat_e), 1)).sum(1).mean()
+                loss = loss + vote_readout * -(votes[flat].to(device) * F.log_softmax(readout(flat_e), 1)).sum(1).mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -325,6 +329,6 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
              "tune_blocks": tune_blocks, "teacher": str(teacher) if teacher else None,
              "augmented_views": augmented_views, "augmentation": augmentation if augmented_views else None,
              "vote_readout": vote_readout, "warm_head": warm_head, "distil": [str(c) for c in distil],
-             "distil_weight": distil_weight if distil else None}
+             "distil_weight": distil_weight if distil else None, "device": str(device)}
     save_checkpoint(model, out, final)
     return final
