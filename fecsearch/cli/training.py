@@ -11,15 +11,15 @@ from fecsearch.models.config import DEFAULT_BASELINE, DEFAULT_MODEL, classifiers
 
 def training_device(device: str | None) -> str:
     """The device asked for (checked), else CUDA where torch sees a GPU, else the CPU."""
-    import torch
+    from fecsearch.models.registry import checked_device
+    from fecsearch.runtime.onnx import RuntimeUnavailable
 
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        fail(f"--device {device}: torch sees no CUDA GPU here (torch {torch.__version__}); use --device cpu")
-    if device != "cpu" and not device.startswith("cuda"):
+    if device is not None and device != "cpu" and not device.startswith("cuda"):
         fail(f"--device {device}: cpu, cuda or cuda:N")
-    return device
+    try:
+        return checked_device(device)
+    except RuntimeUnavailable as err:
+        fail(str(err))
 
 
 @click.group()

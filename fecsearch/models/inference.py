@@ -169,16 +169,9 @@ def load_inference(name: str, checkpoint: str | Path | None = None, device: str 
     if not torch_installed():
         raise RuntimeUnavailable(f"model '{name}' needs torch here (pip install 'fecsearch[torch]'), "
                            f"or onnxruntime with an exported graph")
-    from fecsearch.models.registry import create_model, default_device
+    from fecsearch.models.registry import checked_device, create_model
 
-    device = default_device(device)
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise RuntimeUnavailable(f"--device {device}: torch sees no CUDA GPU here (torch {torch.__version__}); "
-                                     f"use --device cpu")
-    model = create_model(name, checkpoint=checkpoint, device=device)
+    model = create_model(name, checkpoint=checkpoint, device=checked_device(device))
     model.config = config
     network = model.for_inference()
     network.device = str(network.device)
@@ -196,8 +189,9 @@ def nvidia_driver_seen() -> bool:
 def indexing_device(device: str | None, runtime: str = "auto", precision: str = "auto") -> str | None:
     """The device an index run embeds on: the one asked for, if asked; else CUDA through torch where
     torch sees a GPU and ONNX Runtime has no CUDA provider (what `pip install 'fecsearch[torch]'`
-    gives on a GPU machine). There the default model indexed cropped faces 3.3x as fast as ONNX
-    Runtime on the same machine's 16 cores (benchmarks/RESULTS.md, "On a GPU"). None leaves the
+    gives on a GPU machine). There the default model indexed cropped faces 2.6x as fast as ONNX
+    Runtime on the same machine's 16 cores (benchmarks/RESULTS.md, "On a GPU"); the fast one gained
+    nothing, and lost nothing. None leaves the
     choice to load_inference: ONNX Runtime's CUDA provider where it has one, else the CPU. Queries
     do not come here: one face is not worth starting CUDA for. int8 stays in ONNX Runtime."""
     if device or runtime == "onnx" or precision == "int8" or not torch_installed() or not nvidia_driver_seen():

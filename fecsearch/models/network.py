@@ -104,7 +104,7 @@ class InferenceNetwork:
         self.config = model.config
         self.device = next(model.parameters()).device
         if self.device.type == "cuda":
-            # A GPU runs the default model 1.8x as fast in batches of 256 as of 64 (benchmarks/bench_gpu.py).
+            # An H100 ran the default model 1.6x to 1.8x as fast in batches of 256 as of 64 (bench_gpu.py).
             self.batch_size = 256
         network = copy.deepcopy(model).eval()
         try:

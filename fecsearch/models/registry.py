@@ -15,6 +15,17 @@ def default_device(device: str | None = None) -> str:
     return device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def checked_device(device: str | None = None) -> str:
+    """default_device, refusing in one sentence (RuntimeUnavailable) a CUDA device torch cannot see."""
+    from fecsearch.runtime.onnx import RuntimeUnavailable
+
+    device = default_device(device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeUnavailable(f"--device {device}: torch sees no CUDA GPU here (torch {torch.__version__}); "
+                                 f"use --device cpu")
+    return device
+
+
 def create_model(name: str, checkpoint: str | Path | None = None, random_init: bool = False,
                  device: str | torch.device = "cpu") -> Embedder:
     """Build a registered model with its trained weights.
