@@ -1,7 +1,7 @@
 """The nearest faces to a broad smile, a neutral face and a surprised face in ../shared/data/photos,
 with each model: one contact sheet per model, a row per query (the query outlined first).
 
-    uv run python benchmarks/query_sheets.py --model fecnet-lite-16d --model fecnet-faceres-16d
+    uv run python benchmarks/query_sheets.py --model fecnet-lite-x2-pair-32d --model affnet-lite-x2-cl-p
 
 The broad smile is the selfie's largest face and the neutral face img10.jpg's; the surprised face
 is the photos' face that affnet-lite-cl-f scores highest for surprise (printed), so that no

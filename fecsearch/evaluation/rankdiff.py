@@ -196,7 +196,12 @@ class StudyResult:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ax.errorbar(np.arange(1, len(self.mean) + 1), self.mean, yerr=self.sem, marker="o", capsize=3)
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set(xlabel="N (faces retrieved per embedding)", ylabel="rank-difference", title=title, ylim=(-1, 1))
+        # Centred on zero and fitted to the curve: on the full -1..1 range a difference of a few
+        # hundredths, and its error bars, vanish into the axis.
+        reach = float(np.max(np.abs(self.mean) + self.sem)) if len(self.mean) else 0.0
+        limit = min(1.0, max(0.1, 1.25 * reach))
+        ax.set(xlabel="N (faces retrieved per embedding)", ylabel="rank-difference", title=title,
+               ylim=(-limit, limit))
         fig.tight_layout()
         fig.savefig(path, dpi=120)
         plt.close(fig)
