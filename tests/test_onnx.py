@@ -327,6 +327,7 @@ def test_a_network_moved_to_a_gpu_leaves_detection_where_it_was(monkeypatch, pho
     network is asked for on CUDA (here the CPU in torch stands in for it), MTCNN stays in ONNX
     Runtime on the CPU, and the faces are still found."""
     from fecsearch.ingest import indexer as indexer_module
+    from fecsearch.models import inference as inference_module
     from fecsearch.store.database import FaceStore
 
     asked = []
@@ -335,7 +336,7 @@ def test_a_network_moved_to_a_gpu_leaves_detection_where_it_was(monkeypatch, pho
         asked.append((device, runtime))
         return load_inference(name, checkpoint, "cpu" if device == "cuda" else device, "torch", **options)
 
-    monkeypatch.setattr(indexer_module, "indexing_device", lambda device, runtime, precision: device or "cuda")
+    monkeypatch.setattr(inference_module, "indexing_device", lambda device, runtime, precision: device or "cuda")
     monkeypatch.setattr(indexer_module, "load_inference", stand_in)
     store = FaceStore(tmp_path / "idx")
     try:

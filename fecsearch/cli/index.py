@@ -297,12 +297,12 @@ def embed(paths, out, model_name, checkpoint, cropped, precision, min_face, min_
     import numpy as np
 
     from fecsearch.faces.images import find_images
-    from fecsearch.models.inference import indexing_device
+    from fecsearch.models.inference import indexing_placement
     from fecsearch.models.pipeline import FacePipeline, embed_files
 
-    chosen = indexing_device(device, runtime, precision)  # a GPU that only torch can use, as index does
+    chosen, detect_on = indexing_placement(device, runtime, precision)  # as index places them
     network = load_network(model_name or DEFAULT_MODEL, checkpoint, chosen, runtime, precision=precision)
-    detect_device, detect_runtime = (network.device, network.runtime) if chosen == device else (device, runtime)
+    detect_device, detect_runtime = detect_on or (network.device, network.runtime)
     pipeline = FacePipeline(network, cropped, make_detector_config(min_face, min_prob, thresholds, canvas),
                             device=detect_device, runtime=detect_runtime)
     files, skipped = [], []

@@ -19,7 +19,7 @@ from fecsearch.faces.images import file_sha256, find_images
 from fecsearch.faces.video import DEFAULT_FRAME_RATE
 from fecsearch.ingest.workers import Decoded, IngestJob, ThreadEngine
 from fecsearch.models.config import DEFAULT_MODEL, weights_checksum
-from fecsearch.models.inference import indexing_device, load_inference
+from fecsearch.models.inference import indexing_placement, load_inference
 from fecsearch.models.pipeline import FacePipeline
 from fecsearch.store.database import FaceRecord, FaceStore
 from fecsearch.vectors.faiss_index import VectorIndex
@@ -104,13 +104,11 @@ class Indexer:
         if store.model_bound:
             store.check_model(model_name, checksum)
             precision = store.embedding_precision  # new faces must be comparable with the stored ones
-        chosen = indexing_device(device, runtime, precision)
+        chosen, detect_on = indexing_placement(device, runtime, precision)
         network = load_inference(model_name, checkpoint, chosen, runtime, mirror_average=mirror,
                                  weights_sha256=checksum, precision=precision)
-        if chosen != device and "detect_on" not in options:
-            # A GPU found for the network alone: MTCNN's many small convolutions ran no faster on an
-            # H100 than in ONNX Runtime on the machine's cores (benchmarks/RESULTS.md, "On a GPU").
-            options["detect_on"] = (device, runtime)
+        if detect_on and "detect_on" not in options:
+            options["detect_on"] = detect_on
         indexer = cls(store, network, model_name, checksum, checkpoint=checkpoint, **options)
         if checkpoint:
             store.set_meta("checkpoint", os.path.abspath(checkpoint))

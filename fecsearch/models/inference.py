@@ -203,6 +203,16 @@ def indexing_device(device: str | None, runtime: str = "auto", precision: str = 
     return "cuda" if torch.cuda.is_available() else device
 
 
+def indexing_placement(device: str | None, runtime: str = "auto",
+                       precision: str = "auto") -> tuple[str | None, tuple[str | None, str] | None]:
+    """(the device the network embeds on, where detection runs instead, or None to run it beside
+    the network). A GPU found for the network alone (indexing_device) leaves MTCNN where it was asked
+    for: its many small convolutions ran no faster on an H100 than in ONNX Runtime on the machine's
+    cores (benchmarks/RESULTS.md, "On a GPU")."""
+    chosen = indexing_device(device, runtime, precision)
+    return chosen, (None if chosen == device else (device, runtime))
+
+
 def onnx_device(device: str | None) -> str:
     """The device asked for, else CUDA when this onnxruntime has it, else the CPU."""
     if device:
