@@ -17,7 +17,8 @@ def metrics_of(path) -> dict:
 @pytest.mark.parametrize("source", ["votes", "labels"])
 def test_train_fecnet_on_ferplus(ferplus_valid, tmp_path, source):
     out = tmp_path / f"{source}.safetensors"
-    args = ["train", "fecnet", "--train", ferplus_valid, "--valid", ferplus_valid, "--trunk", TRUNK, "--out", out,
+    small = small_ferplus(ferplus_valid, tmp_path, 400)  # what is checked needs no more faces than this
+    args = ["train", "fecnet", "--train", small, "--valid", small, "--trunk", TRUNK, "--out", out,
             "--steps", 2, "--per-type", 2, "--triplets", source]
     run_cli(*args, "--epochs", 1)
     first = metrics_of(out)
@@ -46,7 +47,8 @@ def test_train_fecnet_with_a_teacher_classifier(ferplus_valid, tmp_path):
     assert (probs[0].argmax(1).numpy() == faces.labels[:300]).mean() > 0.7
     assert (probs[0] - probs[1]).abs().sum(-1).mean() > 1e-3  # the mirror image is predicted on its own
     out = tmp_path / "distilled.safetensors"
-    args = ["train", "fecnet", "--train", ferplus_valid, "--valid", ferplus_valid, "--trunk", TRUNK, "--out", out,
+    small = small_ferplus(ferplus_valid, tmp_path, 400)
+    args = ["train", "fecnet", "--train", small, "--valid", small, "--trunk", TRUNK, "--out", out,
             "--steps", 2, "--per-type", 2, "--epochs", 1]
     result = run_cli(*args, "--teacher", TRUNK)
     assert "teacher's distributions" in result.output and metrics_of(out)["teacher"] == str(TRUNK)
@@ -123,7 +125,7 @@ def test_affine_augmentation_on_ferplus_faces(ferplus_valid, tmp_path):
     assert float((moved.mean((1, 2, 3)) - x.mean((1, 2, 3))).std()) > 0.05
 
     out = tmp_path / "affine.safetensors"
-    run_cli("train", "affnet", "--train", small_ferplus(ferplus_valid, tmp_path), "--valid", ferplus_valid,
+    run_cli("train", "affnet", "--train", small_ferplus(ferplus_valid, tmp_path), "--valid", tmp_path / "ferplus",
             "--out", out, "--epochs", 1, "--batch-size", 16, "--soft-labels", "--augment", "affine")
     assert metrics_of(out)["augmentation"] == "affine"
 
@@ -156,7 +158,7 @@ def test_feature_cache_with_augmented_views(ferplus_valid, tmp_path):
     assert apart(views[2], plain[0]) < apart(plain[0].roll(1, 0), plain[0])
 
     out = tmp_path / "views.safetensors"
-    args = ["train", "fecnet", "--train", small_ferplus(ferplus_valid, tmp_path, 120), "--valid", ferplus_valid,
+    args = ["train", "fecnet", "--train", small_ferplus(ferplus_valid, tmp_path, 120), "--valid", tmp_path / "ferplus",
             "--trunk", TRUNK, "--steps", 2, "--per-type", 2, "--epochs", 1, "--augmented-views", 2]
     run_cli(*args, "--out", out)
     assert metrics_of(out)["augmented_views"] == 2 and metrics_of(out)["augmentation"] == "affine"
@@ -183,7 +185,8 @@ def test_train_fecnet_with_a_vote_readout_or_a_warm_head(ferplus_valid, tmp_path
     --warm-head: the head's FeatureHead starts from the classifier's in --trunk, without it it is new."""
     from safetensors.torch import load_file
 
-    args = ["train", "fecnet", "--train", ferplus_valid, "--valid", ferplus_valid, "--trunk", TRUNK,
+    small = small_ferplus(ferplus_valid, tmp_path, 400)  # what is checked needs no more faces than this
+    args = ["train", "fecnet", "--train", small, "--valid", small, "--trunk", TRUNK,
             "--steps", 2, "--per-type", 2, "--epochs", 1, "--lr", 1e-12]
     run_cli(*args, "--out", tmp_path / "plain.safetensors")
     run_cli(*args, "--out", tmp_path / "readout.safetensors", "--vote-readout", 0.5)
@@ -241,10 +244,10 @@ def test_mixup_blends_faces_and_their_votes(ferplus_valid, tmp_path):
 
     out = tmp_path / "mixup.safetensors"
     small = small_ferplus(ferplus_valid, tmp_path)
-    run_cli("train", "affnet", "--train", small, "--valid", ferplus_valid, "--out", out, "--epochs", 1,
+    run_cli("train", "affnet", "--train", small, "--valid", small, "--out", out, "--epochs", 1,
             "--batch-size", 16, "--soft-labels", "--mixup", 0.4)
     assert metrics_of(out)["mixup"] == 0.4
-    result = run_cli("train", "affnet", "--train", small, "--valid", ferplus_valid,
+    result = run_cli("train", "affnet", "--train", small, "--valid", small,
                      "--out", tmp_path / "no.safetensors", "--mixup", -1, ok=False)
     assert result.exit_code != 0 and "--mixup must be 0 (off) or more, not -1.0" in result.output
 
@@ -260,7 +263,7 @@ def test_bf16_training_computes_the_same_loss_and_keeps_float32_weights(ferplus_
     runs = {}
     for bf16 in (False, True):
         out = tmp_path / f"bf16-{bf16}.safetensors"
-        run_cli("train", "affnet", "--train", small, "--valid", ferplus_valid, "--out", out, "--epochs", 1,
+        run_cli("train", "affnet", "--train", small, "--valid", small, "--out", out, "--epochs", 1,
                 "--batch-size", 16, "--soft-labels", *(["--bf16"] if bf16 else []))
         runs[bf16] = (metrics_of(out), load_file(str(out)))
     (plain, plain_weights), (fast, fast_weights) = runs[False], runs[True]
@@ -287,7 +290,8 @@ def test_train_fecnet_distils_an_ensemble_of_fecnets(ferplus_valid, tmp_path):
     from fecsearch.train.fecnet import distance_match_loss, ensemble_vectors
 
     shipped = TRUNK.parent / "fecnet-lite-16d.safetensors"
-    args = ["train", "fecnet", "--train", ferplus_valid, "--valid", ferplus_valid, "--trunk", TRUNK,
+    small = small_ferplus(ferplus_valid, tmp_path, 400)  # what is checked needs no more faces than this
+    args = ["train", "fecnet", "--train", small, "--valid", small, "--trunk", TRUNK,
             "--steps", 2, "--per-type", 2, "--epochs", 1, "--lr", 1e-12]
     plain = tmp_path / "plain.safetensors"
     run_cli(*args, "--out", plain)
