@@ -40,6 +40,18 @@ def copy_crops(source: Path, folder: Path, count: int, link: bool = False) -> Pa
     return folder
 
 
+def small_ferplus(ferplus_valid: Path, tmp_path: Path, faces: int = 48) -> Path:
+    """A FER+ folder (tmp_path/ferplus) of the valid split's first faces, with their votes: for tests of
+    what a command does, which need no more faces than this."""
+    small = tmp_path / "ferplus"
+    small.mkdir()
+    rows = (ferplus_valid / "label.csv").read_text().splitlines()[:faces]
+    (small / "label.csv").write_text("\n".join(rows) + "\n")
+    for row in rows:
+        shutil.copy(ferplus_valid / row.split(",")[0], small)
+    return small
+
+
 @pytest.fixture(scope="session")
 def photos() -> Path:
     return need_data("photos")

@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, small_ferplus
 
 from fecsearch.models.config import DEFAULT_BASELINE, DEFAULT_MODEL
 
@@ -13,7 +13,8 @@ import photo_smiles  # noqa: E402
 
 
 def test_rank_diff_command(ferplus_valid, tmp_path):
-    result = run_cli("bench", "rank-diff", "--data", ferplus_valid, "--queries", 12, "--max-n", 4, "--json",
+    faces = small_ferplus(ferplus_valid, tmp_path, 400)
+    result = run_cli("bench", "rank-diff", "--data", faces, "--queries", 12, "--max-n", 4, "--json",
                      "--out", tmp_path / "r.json", "--plot", tmp_path / "r.png")
     report = json.loads(result.output)
     assert set(report["mean_by_n"]) == {"1", "2", "3", "4"}

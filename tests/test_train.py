@@ -3,7 +3,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, small_ferplus
 from safetensors import safe_open
 
 TRUNK = Path(__file__).resolve().parents[1] / "fecsearch" / "weights" / "affnet-lite-cl.safetensors"
@@ -78,19 +78,6 @@ def test_train_affnet_fine_tunes_only_the_last_faceres_blocks(ferplus_valid, tmp
     assert moved == {9, 10}
     refused = run_cli(*args, "--tune-blocks", 2, ok=False)
     assert refused.exit_code != 0 and "--trunk-lr and --tune-blocks go together" in refused.output
-
-
-def small_ferplus(ferplus_valid: Path, tmp_path: Path, faces: int = 48) -> Path:
-    """A FER+ folder of the valid split's first faces, with their votes."""
-    import shutil
-
-    small = tmp_path / "ferplus"
-    small.mkdir()
-    rows = (ferplus_valid / "label.csv").read_text().splitlines()[:faces]
-    (small / "label.csv").write_text("\n".join(rows) + "\n")
-    for row in rows:
-        shutil.copy(ferplus_valid / row.split(",")[0], small)
-    return small
 
 
 def test_affine_augmentation_on_ferplus_faces(ferplus_valid, tmp_path):

@@ -3,7 +3,7 @@ import json
 import re
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, small_ferplus
 
 from fecsearch.store.votes import MissingVote, VoteStore
 
@@ -27,7 +27,7 @@ def test_majority_of_raters(tmp_path):
 def test_rank_diff_with_people_resumes(ferplus_valid, tmp_path):
     votes = tmp_path / "votes.db"
     # the fast model and its baseline: this is about votes and resuming, not about which model is judged
-    args = ["bench", "rank-diff", "--data", ferplus_valid, "--queries", 2, "--max-n", 2, "--judge", "people",
+    args = ["bench", "rank-diff", "--data", small_ferplus(ferplus_valid, tmp_path, 200), "--queries", 2, "--max-n", 2, "--judge", "people",
             "--votes", votes, "--a", "fecnet-lite-16d", "--b", "affnet-lite-cl-p"]
     from click.testing import CliRunner
 
