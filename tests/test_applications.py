@@ -75,6 +75,8 @@ def test_label_classify_and_map(ferplus_valid, tmp_path):
     index = tmp_path / "idx"
     run_cli("index", folder, "--index", index, "--cropped", "--quiet")
     assert "labelled 400 faces" in run_cli("label", "--index", index, "--ferplus", ferplus_valid).output
+    again = json.loads(run_cli("label", "--index", index, "--ferplus", ferplus_valid, "--json").output)
+    assert again == {"labelled_faces": 400, "labels": len(faces.paths), "source": str(ferplus_valid)}
     # a clearly happy face from outside the index (most of its votes say happiness)
     happy = next(p for p, v in zip(faces.paths[400:], faces.votes[400:]) if v[1] >= 0.9)
     data = json.loads(run_cli("classify", happy, "--index", index, "--cropped", "-k", 30, "--json").output)

@@ -176,7 +176,8 @@ def summarize_cmd(folder, index_dir, clusters, sheet, model_name, as_json):
               help="A folder per class: each image gets its folder's name.")
 @click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A CSV with columns path,label.")
-def label_cmd(index_dir, ferplus_dir, folders_dir, csv_path):
+@click.option("--json", "as_json", is_flag=True)
+def label_cmd(index_dir, ferplus_dir, folders_dir, csv_path, as_json):
     """Attach labels to indexed faces, for classify, map and the label judge.
 
     \b
@@ -202,6 +203,9 @@ def label_cmd(index_dir, ferplus_dir, folders_dir, csv_path):
         labels = {(p.name if by_name else os.path.abspath(p)): EMOTIONS[c] for p, c in zip(faces.paths, faces.labels)}
         source = str(ferplus_dir or folders_dir)
     count = FaceStore(index_dir, create=False).set_labels(labels, source, by_name)
+    if as_json:
+        echo_json({"labelled_faces": count, "labels": len(labels), "source": source})
+        return
     click.echo(f"labelled {count} faces from {len(labels)} labels ({source})")
 
 
