@@ -80,6 +80,26 @@ def test_train_affnet_fine_tunes_only_the_last_faceres_blocks(ferplus_valid, tmp
     assert refused.exit_code != 0 and "--trunk-lr and --tune-blocks go together" in refused.output
 
 
+def test_train_affnet_fine_tunes_the_whole_faceres_trunk(ferplus_valid, tmp_path):
+    """--tune-blocks 11 (every block of the cut FaceRes): the stem and every block learn, on augmented
+    faces with no feature cache, and the run says so in its metrics."""
+    from safetensors.torch import load_file
+
+    from fecsearch.models.trunks import FaceResTrunk, load_faceres_weights
+
+    small = small_ferplus(ferplus_valid, tmp_path, faces=32)
+    out = tmp_path / "whole.safetensors"
+    result = run_cli("train", "affnet", "--model", "affnet-faceres-cl-p", "--train", small, "--valid", small,
+                     "--out", out, "--epochs", 1, "--batch-size", 16, "--soft-labels", "--trunk-lr", 1e-3,
+                     "--tune-blocks", FaceResTrunk.cut)
+    assert metrics_of(out)["whole_trunk_tuned"] and "feature cache" not in result.output
+    tuned, original = load_file(str(out)), load_faceres_weights()
+    prefix = "trunk.net."
+    moved = {"stem" if k.startswith(prefix + "stem") else int(k[len(prefix + "blocks."):].split(".")[0])
+             for k, v in tuned.items() if k.startswith(prefix) and not torch_equal(v, original, k)}
+    assert moved == {"stem", *range(FaceResTrunk.cut)}
+
+
 def test_affine_augmentation_on_ferplus_faces(ferplus_valid, tmp_path):
     """`--augment affine`: with every range at zero a face comes back as itself or its mirror image;
     with the defaults each face is moved its own way, stays close to the face, the same for a seed;

@@ -41,7 +41,8 @@ def train():
 @click.option("--trunk-lr", default=0.0, show_default=True,
               help="A pretrained trunk (faceres): fine-tune its last --tune-blocks blocks at this learning rate.")
 @click.option("--tune-blocks", default=0, show_default=True,
-              help="With --trunk-lr: how many of the pretrained trunk's last blocks learn (above a feature cache).")
+              help="With --trunk-lr: how many of the pretrained trunk's last blocks learn (above a feature cache); "
+                   "all of them (faceres: 11) trains the whole trunk on augmented faces, without a cache.")
 @click.option("--augment", "augmentation", type=click.Choice(["shift", "affine"]), default="shift", show_default=True,
               help="shift: flips and 3-pixel shifts; affine: flips, rotation, zoom, shift, contrast, brightness.")
 @click.option("--mixup", default=0.0, show_default=True,

@@ -27,7 +27,9 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
     soft_labels=True uses cross-entropy against FER+ vote distributions instead of majority labels.
     A pretrained trunk (FaceRes) stays frozen, or with trunk_lr > 0 and tune_blocks=N its last N
     blocks learn too, at trunk_lr, above a feature cache of the frozen rest: the way to turn an
-    identity trunk towards expressions before a FECNet head is trained on it.
+    identity trunk towards expressions before a FECNet head is trained on it. tune_blocks equal to
+    all of its blocks (FaceRes: 11) trains the whole trunk, stem included, on augmented faces with
+    no cache (a cache of the stem's output alone would take 11 GB for FER+ train at 112 px).
     augmentation: "shift" (flips and 3-pixel shifts) or "affine" (flips, rotation, zoom, shift,
     contrast and brightness), for a trunk trained from scratch.
     mixup > 0: each batch is blended with itself in another order, inputs and targets (one-hot or vote
@@ -50,11 +52,15 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
     if (trunk_lr > 0) != (tune_blocks > 0) or (tune_blocks and not frozen):
         raise ValueError("--trunk-lr and --tune-blocks go together, and only with a pretrained trunk (FaceRes)")
     upper = torch.nn.Identity()
+    whole = False  # a pretrained trunk fine-tuned as a whole: trained like a lite trunk, at trunk_lr
     if frozen:
         model.trunk = build_trunk(config, pretrained=True)
         model.trunk.requires_grad_(False)
         lower = model.trunk
-        if tune_blocks:
+        whole = tune_blocks >= getattr(model.trunk, "cut", tune_blocks + 1)
+        if whole:
+            model.trunk.requires_grad_(True)
+        elif tune_blocks:
             lower, upper = model.trunk.split(tune_blocks)
             upper.requires_grad_(True)
     model.to(device)
@@ -69,7 +75,7 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
         y_train = torch.from_numpy(train.votes)
     log(f"loaded {len(train)} training and {len(valid)} validation faces in {time.time() - t0:.0f}s")
     cache = None
-    if frozen:
+    if frozen and not whole:
         t0 = time.time()
         cache = cached_features(lower, x_train)
         log(f"feature cache: {tuple(cache.shape)} in {time.time() - t0:.0f}s")
@@ -78,6 +84,8 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
     groups = [{"params": model.head.parameters(), "lr": lr}]
     if not frozen:
         groups.append({"params": model.trunk.parameters(), "lr": lr})
+    elif whole:
+        groups.append({"params": model.trunk.parameters(), "lr": trunk_lr})
     elif tune_blocks:
         groups.append({"params": upper.parameters(), "lr": trunk_lr})
     optimizer = torch.optim.Adam(groups)
@@ -92,7 +100,7 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
     for epoch in range(start, epochs):
         generator.manual_seed(seed * 1000 + epoch)
         model.train()
-        model.trunk.train(not frozen)
+        model.trunk.train(not frozen or whole)
         upper.train(bool(tune_blocks))
         order = torch.randperm(len(train), generator=generator)
         t0, total = time.time(), 0.0
@@ -133,7 +141,7 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
         checkpointer.save(model, optimizer, epoch + 1, history)
     final = {"history": history, "train_dir": str(train_dir), "valid_dir": str(valid_dir), "epochs": epochs,
              "batch_size": batch_size, "lr": lr, "seed": seed, "soft_labels": soft_labels, "frozen_trunk": frozen,
-             "trunk_lr": trunk_lr, "tune_blocks": tune_blocks,
+             "trunk_lr": trunk_lr, "tune_blocks": tune_blocks, "whole_trunk_tuned": whole,
              "augmentation": augmentation, "mixup": mixup, "bf16": bf16, "device": str(device)}
     save_checkpoint(model, out, final)
     return final

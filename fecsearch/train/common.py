@@ -83,12 +83,17 @@ def load_triplet_faces(folder, preprocess: Preprocess, agreement: str = "strong"
     return TripletFaces(prepare_faces(crops, preprocess), names, fixed=triplets)
 
 
-def augment(x: torch.Tensor, generator: torch.Generator, shift: int = 3) -> torch.Tensor:
-    """Random horizontal flips and shifts of up to `shift` pixels (expressions are left-right symmetric)."""
+def augment(x: torch.Tensor, generator: torch.Generator, shift: int | None = None) -> torch.Tensor:
+    """Random horizontal flips and shifts of up to `shift` pixels (expressions are left-right symmetric).
+
+    By default the shift is 3 pixels of a 48 px face, scaled with the input (7 at 112 px): FER's
+    crops upscaled for a pretrained trunk move as far, in face widths, as they do at 48 px."""
     flip = torch.rand(len(x), generator=generator) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    size = x.shape[-1]
+    if shift is None:
+        shift = round(3 * size / 48)
     if shift:
-        size = x.shape[-1]
         padded = F.pad(x, (shift,) * 4, mode="replicate")
         dx, dy = torch.randint(0, 2 * shift + 1, (2,), generator=generator).tolist()
         x = padded[:, :, dy:dy + size, dx:dx + size]
