@@ -259,19 +259,22 @@ def test_mixup_blends_faces_and_their_votes(ferplus_valid, tmp_path):
     assert result.exit_code != 0 and "--mixup must be 0 (off) or more, not -1.0" in result.output
 
 
-def test_bf16_training_computes_the_same_loss_and_keeps_float32_weights(ferplus_valid, tmp_path):
-    """`train affnet --bf16`: forward passes in bfloat16 give the float32 run's loss to within rounding,
-    the weights differ from the float32 run's by that rounding only (so autocast did run), they are
-    stored as float32, and the run records it."""
+@pytest.mark.parametrize("command", ["affnet", "fecnet"])
+def test_bf16_training_computes_the_same_loss_and_keeps_float32_weights(ferplus_valid, tmp_path, command):
+    """`train affnet --bf16` and `train fecnet --bf16`: forward passes in bfloat16 give the float32
+    run's loss to within rounding, the weights differ from the float32 run's by that rounding only
+    (so autocast did run), they are stored as float32, and the run records it."""
     import torch
     from safetensors.torch import load_file
 
-    small = small_ferplus(ferplus_valid, tmp_path)
+    small = small_ferplus(ferplus_valid, tmp_path, 400 if command == "fecnet" else 48)
+    args = {"affnet": ["--epochs", 1, "--batch-size", 16, "--soft-labels"],
+            "fecnet": ["--trunk", TRUNK, "--epochs", 1, "--steps", 4, "--per-type", 4]}[command]
     runs = {}
     for bf16 in (False, True):
         out = tmp_path / f"bf16-{bf16}.safetensors"
-        run_cli("train", "affnet", "--train", small, "--valid", small, "--out", out, "--epochs", 1,
-                "--batch-size", 16, "--soft-labels", *(["--bf16"] if bf16 else []))
+        run_cli("train", command, "--train", small, "--valid", small, "--out", out, *args,
+                *(["--bf16"] if bf16 else []))
         runs[bf16] = (metrics_of(out), load_file(str(out)))
     (plain, plain_weights), (fast, fast_weights) = runs[False], runs[True]
     assert plain["bf16"] is False and fast["bf16"] is True

@@ -65,7 +65,8 @@ class EmbeddingHead(nn.Module):
 
     def forward(self, trunk_features: torch.Tensor) -> torch.Tensor:
         x = self.features.dropout(F.relu(self.features(trunk_features)))
-        return F.normalize(self.embed(x), dim=1)
+        # normalised in float32 even under bfloat16 autocast: the triplet margins are 0.1 of a squared distance
+        return F.normalize(self.embed(x).float(), dim=1)
 
 
 class ClassifierHead(nn.Module):

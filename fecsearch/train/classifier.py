@@ -15,7 +15,8 @@ from fecsearch.models.config import ModelConfig, get_config
 from fecsearch.models.network import build_trunk, pretrained_trunk
 from fecsearch.models.preprocess import load_prepared
 from fecsearch.models.registry import create_model
-from fecsearch.train.common import Checkpointer, Log, augmented, cached_features, mixed, triplet_eval
+from fecsearch.train.common import (Checkpointer, Log, augmented, cached_features, forward_precision, mixed,
+                                    triplet_eval)
 
 
 def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-cl-p", epochs: int = 12,
@@ -116,11 +117,8 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
             if mixup > 0:
                 x, target = mixed(x, target, mixup, generator)
             x, target = x.to(device, non_blocking=True), target.to(device, non_blocking=True)
-            if bf16:
-                with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
-                    logits = forward(x.contiguous(memory_format=torch.channels_last))
-            else:
-                logits = forward(x)
+            with forward_precision(bf16, device):
+                logits = forward(x.contiguous(memory_format=torch.channels_last) if bf16 else x)
             loss = F.cross_entropy(logits.float(), target)
             optimizer.zero_grad()
             loss.backward()

@@ -16,7 +16,7 @@ from fecsearch.models.config import get_config, list_models
 from fecsearch.models.network import build_trunk, pretrained_trunk
 from fecsearch.models.registry import create_model
 from fecsearch.train.common import (Checkpointer, Log, TripletFaces, _load_state, augment, cached_features,
-                                    load_triplet_faces, triplet_eval)
+                                    forward_precision, load_triplet_faces, triplet_eval)
 
 
 def triplet_loss(e1, e2, e3, odd: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
@@ -151,8 +151,8 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
                  seed: int = 0, feature_cache: bool = True, triplet_source: str = "votes",
                  trunk_lr: float = 0.0, agreement: str = "strong", tune_blocks: int = 0, teacher=None,
                  augmented_views: int = 0, augmentation: str = "affine", vote_readout: float = 0.0,
-                 warm_head: bool = False, distil=(), distil_weight: float = 1.0, device: str = "cpu",
-                 log: Log = print) -> dict:
+                 warm_head: bool = False, distil=(), distil_weight: float = 1.0, bf16: bool = False,
+                 device: str = "cpu", log: Log = print) -> dict:
     """FECNet: a frozen trunk and the embedding head trained with the triplet loss on FER+ vote
     triplets, or on FEC's human triplets when train_dir is a `fec download` folder (load_triplet_faces).
 
@@ -173,6 +173,8 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     distil, FECNet checkpoints: their ensemble's distances between every pair of a batch's faces
     (ensemble_vectors) become targets for the new model's, distil_weight times the mean squared
     difference joining the loss: one network learns what several agree on.
+    bf16=True runs each step's forward pass in bfloat16 (autocast, channels-last); weights, gradients,
+    the optimiser and the loss stay float32.
     device: where the network trains ("cpu", "cuda", "cuda:N"); faces, the feature cache and the
     triplets stay in host memory, and each batch goes to the device.
     """
@@ -259,6 +261,12 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
     checkpointer = Checkpointer(out)
     start, history = checkpointer.load(saved, optimizer, schedule, steps_per_epoch)
+    if bf16:  # oneDNN's fastest layout for bfloat16 convolutions
+        saved.to(memory_format=torch.channels_last)
+
+    def layout(x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if bf16 else x
+
     sampler = TripletSampler(train, triplets_per_type, seed, triplet_source)
     if triplet_source == "mined" and train.labelled is None:
         raise ValueError("--triplets mined needs FER+ vote distributions (a folder with label.csv)")
@@ -289,16 +297,17 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
                 view = torch.randint(0, 2 + augmented_views, (len(flat),), generator=generator)
             else:
                 view = (torch.rand(len(flat), generator=generator) < 0.5).long()
-            if cache is not None:
-                features = upper(cache[view, flat].float().to(device))
-            elif fine_tune:
-                features = model.trunk(augment(x_train[flat].float(), generator).to(device))
-            else:
-                faces = x_train[flat].float()
-                faces = torch.where(view.bool()[:, None, None, None], faces.flip(3), faces)
-                with torch.no_grad():
-                    features = model.trunk(faces.to(device))
-            flat_e = model.head(features)
+            with forward_precision(bf16, device):
+                if cache is not None:
+                    features = upper(layout(cache[view, flat].float().to(device)))
+                elif fine_tune:
+                    features = model.trunk(layout(augment(x_train[flat].float(), generator).to(device)))
+                else:
+                    faces = x_train[flat].float()
+                    faces = torch.where(view.bool()[:, None, None, None], faces.flip(3), faces)
+                    with torch.no_grad():
+                        features = model.trunk(layout(faces.to(device)))
+                flat_e = model.head(features).float()
             e = flat_e.view(len(ids), 3, -1)
             loss = triplet_loss(e[:, 0], e[:, 1], e[:, 2], odd.to(device), margin.to(device))
             if triplet_source == "mined" or teacher_probs is not None:
@@ -329,6 +338,6 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
              "tune_blocks": tune_blocks, "teacher": str(teacher) if teacher else None,
              "augmented_views": augmented_views, "augmentation": augmentation if augmented_views else None,
              "vote_readout": vote_readout, "warm_head": warm_head, "distil": [str(c) for c in distil],
-             "distil_weight": distil_weight if distil else None, "device": str(device)}
+             "distil_weight": distil_weight if distil else None, "bf16": bf16, "device": str(device)}
     save_checkpoint(model, out, final)
     return final
