@@ -3,8 +3,12 @@ square root of their number (a unit vector again, whose squared distances are th
 heads'), measured like one model on FER+ vote triplets, K-NN AUC and CK+48 retrieval.
 
     uv run python benchmarks/ensemble_heads.py fecsearch/weights/fecnet-lite-16d.safetensors other.safetensors
+    uv run python benchmarks/ensemble_heads.py fecnet-lite-x2-pair-32d fecnet-faceres-16d=fecnet-faceres.safetensors
 
-Every checkpoint and the ensemble are reported in the same run (mirror average on, as indexes use).
+A member is a checkpoint of --model, a shipped model's name, or NAME=CHECKPOINT (models of different
+trunks together). A member that is itself an ensemble of n networks counts as n of them: every
+network weighs the same in the mean of squared distances. Every member and the ensemble are reported
+in the same run (mirror average on, as indexes use).
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from fecsearch.data.labels import read_class_folders, read_labelled
 from fecsearch.data.triplets import validation_triplets
 from fecsearch.evaluation.metrics import (embed_paths, knn_auc, knn_scores, subject_independent_retrieval, subject_of,
                                           triplet_accuracy)
-from fecsearch.models.config import EMOTIONS
+from fecsearch.models.config import EMOTIONS, list_models
 from fecsearch.models.registry import create_model
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -34,25 +38,40 @@ def measure(vectors: dict[str, np.ndarray], valid, triplets, ck_labels, ck_subje
             "knn_mean_auc": round(knn["mean_auc"] * 100, 1), "ckplus_p_at_5": round(ck["precision_at_top"] * 100, 1)}
 
 
+def member(spec: str, default_model: str) -> tuple[str, str | None]:
+    """(model name, checkpoint or None for its shipped weights) of a command-line member."""
+    if "=" in spec:
+        name, checkpoint = spec.split("=", 1)
+        return name, checkpoint
+    if spec in list_models():
+        return spec, None
+    return default_model, spec
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("checkpoints", nargs="+", type=Path)
+    parser.add_argument("checkpoints", nargs="+", help="CHECKPOINT (of --model), MODEL or MODEL=CHECKPOINT")
     parser.add_argument("--model", default="fecnet-lite-16d")
     args = parser.parse_args()
     valid, train = read_labelled(DATA / "ferplus" / "valid"), read_labelled(DATA / "ferplus" / "train")
     ck = read_class_folders(DATA / "ckplus48")
     triplets = validation_triplets(valid)
     subjects = [subject_of(p) for p in ck.paths]
-    each = []
+    each, networks = [], []
     report = {}
-    for checkpoint in args.checkpoints:
-        model = create_model(args.model, checkpoint=checkpoint)
+    for spec in args.checkpoints:
+        name, checkpoint = member(spec, args.model)
+        model = create_model(name, checkpoint=checkpoint)
         vectors = {"valid": embed_paths(model, valid.paths), "train": embed_paths(model, train.paths),
                    "ck": embed_paths(model, ck.paths), "train_labels": train.labels}
         each.append(vectors)
-        report[checkpoint.name] = measure(vectors, valid, triplets, ck.labels, subjects)
-        print(json.dumps({checkpoint.name: report[checkpoint.name]}), flush=True)
-    joined = {k: np.concatenate([v[k] for v in each], 1) / np.sqrt(len(each)) for k in ("valid", "train", "ck")}
+        networks.append(model.config.members)
+        label = Path(checkpoint).name if checkpoint else name
+        report[label] = measure(vectors, valid, triplets, ck.labels, subjects)
+        print(json.dumps({label: report[label]}), flush=True)
+    # each member's unit vectors weighted by the share of the networks it holds
+    weights = np.sqrt(np.array(networks) / sum(networks))
+    joined = {k: np.concatenate([v[k] * w for v, w in zip(each, weights)], 1) for k in ("valid", "train", "ck")}
     joined["train_labels"] = train.labels
     report["ensemble"] = measure(joined, valid, triplets, ck.labels, subjects)
     report["ensemble"]["dim"] = int(joined["valid"].shape[1])

@@ -68,7 +68,7 @@ def test_joining_refuses_what_would_not_be_an_ensemble(tmp_path):
         return result.output
 
     assert "the same checkpoint twice" in refused("--member", members[0], "--member", members[0])
-    assert "got 1 --member" in refused("--member", members[0])
+    assert "got 1 in the --member checkpoints" in refused("--member", members[0])
     narrow = tmp_path / "narrow.safetensors"
     save_checkpoint(create_model("fecnet-lite-16d", random_init=True), narrow)
     assert "narrow.safetensors: a fecnet on the lite trunk" in refused("--member", members[0], "--member", narrow)
@@ -82,3 +82,71 @@ def test_an_ensemble_is_trained_member_by_member(tmp_path, ferplus_train, ferplu
                      "--out", tmp_path / "x.safetensors", ok=False)
     assert result.exit_code != 0 and "train each as fecnet-lite-x2-16d" in result.output
     assert "fecsearch train ensemble" in result.output
+
+
+MIXED = "fecnet-lite-x2-pair-faceres64-48d"
+
+
+def test_prepared_faces_become_faceres_faces_as_pillow_makes_them(ferplus_valid):
+    """A lite model's prepared 48 px face, turned inside the network into a FaceRes model's (112 or 64 px,
+    grey on three channels, 0..255), matches the FaceRes model's own preprocessing of the crop to within
+    two grey levels, on one pixel in several hundred; other geometries or colour are refused."""
+    from dataclasses import replace
+
+    import pytest
+
+    from fecsearch.faces.images import load_image
+    from fecsearch.models.preprocess import prepare_face_arrays
+    from fecsearch.models.resample import PreparedFaceAdapter
+
+    crops = [load_image(p) for p in sorted(ferplus_valid.glob("*.png"))[:200]]
+    lite = get_config(MEMBER).preprocess
+    shared = torch.from_numpy(prepare_face_arrays(crops, lite))
+    for name in ("fecnet-faceres-16d", "fecnet-faceres64-16d"):
+        faceres = get_config(name).preprocess
+        own = prepare_face_arrays(crops, faceres)
+        made = PreparedFaceAdapter(lite, faceres)(shared).numpy()
+        assert made.shape == own.shape == (200, 3, faceres.size, faceres.size)
+        levels = np.abs(made - own) * 255 * faceres.std  # grey levels
+        assert levels.max() <= 2 and (levels > 0).mean() < 0.005, (name, levels.max(), (levels > 0).mean())
+    with pytest.raises(ValueError, match="different geometries"):
+        PreparedFaceAdapter(lite, replace(faceres, geometry=get_config("fecnet-16d").preprocess.geometry))
+    with pytest.raises(ValueError, match="colour"):
+        PreparedFaceAdapter(lite, replace(faceres, colour=True))
+
+
+def test_an_ensemble_of_mixed_trunks_embeds_as_its_members_do(tmp_path, ferplus_valid):
+    """The pair's file and a FaceRes FECNet joined: each face's vector is the three networks' unit vectors
+    side by side over the square root of 3, the FaceRes part as that network embeds the face through its
+    own preprocessing; eager, frozen and ONNX alike. A FaceRes network of another input size is refused."""
+    members = member_checkpoints(tmp_path)
+    pair = tmp_path / "pair.safetensors"
+    run_cli("train", "ensemble", "--model", PAIR, "--member", members[0], "--member", members[1], "--out", pair)
+    torch.manual_seed(3)
+    faceres = tmp_path / "faceres64.safetensors"
+    save_checkpoint(create_model("fecnet-faceres64-16d", random_init=True).eval(), faceres)
+    mixed = tmp_path / "mixed.safetensors"
+    run_cli("train", "ensemble", "--model", MIXED, "--member", pair, "--member", faceres, "--out", mixed)
+
+    paths = sorted(ferplus_valid.glob("*.png"))[:40]
+    faces = load_prepared(paths, get_config(MIXED).preprocess).float()
+    alone = [create_model(MEMBER, m).embed(faces) for m in members]
+    alone.append(create_model("fecnet-faceres64-16d", faceres).embed(
+        load_prepared(paths, get_config("fecnet-faceres64-16d").preprocess).float()))
+    model = create_model(MIXED, mixed)
+    joined = model.embed(faces)
+    assert joined.shape == (40, 48) and np.allclose(np.linalg.norm(joined, axis=1), 1, atol=1e-5)
+    assert np.abs(joined - np.concatenate(alone, 1) / np.sqrt(3)).max() < 2e-3
+    assert np.allclose(model.for_inference().embed(faces), joined, atol=2e-5)
+
+    from fecsearch.models.onnx_export import main as export
+
+    export(["--weights", str(mixed)])
+    onnx = load_inference(MIXED, mixed, device="cpu", runtime="onnx")
+    assert np.abs(onnx.embed(faces.numpy()) - joined).max() <= 1e-4
+
+    wrong = tmp_path / "faceres112.safetensors"
+    save_checkpoint(create_model("fecnet-faceres-16d", random_init=True).eval(), wrong)
+    refused = run_cli("train", "ensemble", "--model", MIXED, "--member", pair, "--member", wrong,
+                      "--out", tmp_path / "no.safetensors", ok=False)
+    assert refused.exit_code != 0 and "faceres112.safetensors: its head or preprocessing differs" in refused.output

@@ -34,8 +34,7 @@ def models(as_json):
         c = get_config(name)
         path = weights_path(c)
         p = c.preprocess
-        trunk = c.trunk if c.members == 1 else f"{c.members}x {c.trunk}"  # an ensemble: its networks' trunk
-        rows.append({"name": name, "default": name == DEFAULT_MODEL, "family": c.family, "trunk": trunk,
+        rows.append({"name": name, "default": name == DEFAULT_MODEL, "family": c.family, "trunk": c.trunks,
                      "members": c.members,
                      "input": f"{p.size}x{p.size} {'RGB' if p.channels == 3 and p.colour else 'grey'}",
                      "dim": c.embedding_size, "distance": c.distance,

@@ -57,6 +57,23 @@ class ModelConfig:
     # distances are the mean of theirs (models/network.py, MemberEnsemble). Two wide FECNets gain
     # 0.7 points of FER+ vote triplets over the better of them (79.9% against 79.2%; benchmarks/RESULTS.md).
     members: int = 1
+    # An ensemble of networks trained on different trunks: the registered single models its members
+    # are, in order (empty: `members` networks of this config's own trunk and head). Each member gets
+    # the face this config prepares, turned into its own preprocessing inside the network
+    # (models/resample.py), so the ensemble still embeds one prepared face.
+    member_models: tuple[str, ...] = ()
+
+    @property
+    def trunks(self) -> str:
+        """The trunks its networks sit on, as `fecsearch models` shows them: lite-x2, 2x lite-x2, ..."""
+        if self.member_models:
+            names = [get_config(n) for n in self.member_models]
+            counts = {}
+            for c in names:
+                label = c.trunk if c.preprocess.size == self.preprocess.size else f"{c.trunk} {c.preprocess.size}px"
+                counts[label] = counts.get(label, 0) + 1
+            return " + ".join(label if n == 1 else f"{n}x {label}" for label, n in counts.items())
+        return self.trunk if self.members == 1 else f"{self.members}x {self.trunk}"
 
     @property
     def embedding_size(self) -> int:
@@ -72,6 +89,7 @@ class ModelConfig:
         d = json.loads(text)
         d["preprocess"] = Preprocess.from_dict(d["preprocess"])
         d["classes"] = tuple(d.get("classes", ()))
+        d["member_models"] = tuple(d.get("member_models", ()))
         d.setdefault("mirror_average", False)  # checkpoints written before it existed
         return cls(**d)
 
@@ -97,6 +115,20 @@ LITE_HEAD = {"block_channels": 256, "layers": 5, "growth": 32, "fc_size": 512, "
 FACERES_PREPROCESS = Preprocess(112, 3, 0.0, 1 / 255, LITE_GEOMETRY, colour=False)
 
 
+def faceres_models(size: int) -> list[ModelConfig]:
+    """FECNet-16d (the paper's head) and its AFFNet-CL baseline (-p, -f) on the FaceRes trunk for faces
+    of `size` px: fecnet-faceres-16d, affnet-faceres-cl-p, -f at 112 px (7x7 maps), and at another
+    size the same names with it (fecnet-faceres64-16d: 4x4 maps, a third of the work of 112 px; FER's
+    faces are 48 px, so both see every pixel there is)."""
+    preprocess = replace(FACERES_PREPROCESS, size=size)
+    tag = "faceres" if size == FACERES_PREPROCESS.size else f"faceres{size}"
+    classifier = dict(family="affnet", trunk="faceres", preprocess=preprocess, dim=8, distance="cosine",
+                      weights=f"affnet-{tag}-cl.safetensors", classes=EMOTIONS)
+    return [ModelConfig(f"fecnet-{tag}-16d", "fecnet", "faceres", preprocess, weights=f"fecnet-{tag}-16d.safetensors"),
+            ModelConfig(f"affnet-{tag}-cl-p", output="penultimate", **classifier),
+            ModelConfig(f"affnet-{tag}-cl-f", output="final", **classifier)]
+
+
 def lite_models(trunk: str) -> list[ModelConfig]:
     """FECNet-16d and its AFFNet-CL baseline (-p, -f) on a lite trunk (a LITE_WIDTHS name), for FER's
     48x48 grey crops: fecnet-{trunk}-16d, affnet-{trunk}-cl-p and affnet-{trunk}-cl-f."""
@@ -106,6 +138,9 @@ def lite_models(trunk: str) -> list[ModelConfig]:
                         weights=f"fecnet-{trunk}-16d.safetensors"),
             ModelConfig(f"affnet-{trunk}-cl-p", output="penultimate", **classifier),
             ModelConfig(f"affnet-{trunk}-cl-f", output="final", **classifier)]
+
+
+MIXED_TRIO = "fecnet-lite-x2-pair-faceres64-48d"
 
 
 _MODELS = {
@@ -119,12 +154,13 @@ _MODELS = {
         *(c for trunk in LITE_WIDTHS for c in lite_models(trunk)),
         ModelConfig("fecnet-lite-x2-pair-32d", "fecnet", "lite-x2", LITE_PREPROCESS, LITE_HEAD, members=2,
                     weights="fecnet-lite-x2-pair-32d.safetensors"),
-        ModelConfig("fecnet-faceres-16d", "fecnet", "faceres", FACERES_PREPROCESS,
-                    weights="fecnet-faceres-16d.safetensors"),
-        ModelConfig("affnet-faceres-cl-p", "affnet", "faceres", FACERES_PREPROCESS, dim=8, output="penultimate",
-                    distance="cosine", weights="affnet-faceres-cl.safetensors", classes=EMOTIONS),
-        ModelConfig("affnet-faceres-cl-f", "affnet", "faceres", FACERES_PREPROCESS, dim=8, output="final",
-                    distance="cosine", weights="affnet-faceres-cl.safetensors", classes=EMOTIONS),
+        # The pair and a FECNet on the pretrained FaceRes trunk: two trunk families, whose errors differ
+        # more than two networks' of one family do. FaceRes gets the pair's 48 px face upscaled inside
+        # the network, as its own preprocessing would (models/resample.py).
+        ModelConfig(MIXED_TRIO, "fecnet", "lite-x2+faceres", LITE_PREPROCESS, LITE_HEAD, members=3,
+                    member_models=("fecnet-lite-x2-16d", "fecnet-lite-x2-16d", "fecnet-faceres64-16d"),
+                    weights=f"{MIXED_TRIO}.safetensors"),
+        *(c for size in (112, 64) for c in faceres_models(size)),
     ]
 }
 
@@ -178,7 +214,8 @@ def trained_config(name: str, checkpoint: str | Path | None = None) -> tuple[Mod
         raise MissingWeights(f"model '{name}' has no trained weights at {path}; {hint}.")
     stored = read_checkpoint_config(path)
     return replace(config, preprocess=stored.preprocess, head=stored.head, dim=stored.dim, trunk=stored.trunk,
-                   members=stored.members, classes=stored.classes or config.classes), path
+                   members=stored.members, member_models=stored.member_models,
+                   classes=stored.classes or config.classes), path
 
 
 def weights_checksum(model_name: str, checkpoint: str | Path | None) -> str:
@@ -204,9 +241,13 @@ def average_mirrored(plain, mirrored, config: ModelConfig):
 
 
 def classifiers_of(name: str) -> list[str]:
-    """AFFNet-CL's penultimate layer and its final layer (-P, then -F) on the same trunk as a FECNet."""
-    trunk = get_config(name).trunk
-    affnets = [(c.output != "penultimate", n) for n, c in _MODELS.items() if c.trunk == trunk and c.family == "affnet"]
+    """AFFNet-CL's penultimate layer and its final layer (-P, then -F) on the same trunk as a FECNet (for an
+    ensemble of mixed trunks, its first member's)."""
+    config = get_config(name)
+    if config.member_models:
+        return classifiers_of(config.member_models[0])
+    affnets = [(c.output != "penultimate", n) for n, c in _MODELS.items()
+               if c.family == "affnet" and (c.trunk, c.preprocess.size) == (config.trunk, config.preprocess.size)]
     return [n for _, n in sorted(affnets)]
 
 

@@ -7,8 +7,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from fecsearch.models.config import LITE_WIDTHS, ModelConfig, average_mirrored
+from fecsearch.models.config import LITE_WIDTHS, ModelConfig, average_mirrored, get_config
 from fecsearch.models.heads import ClassifierHead, EmbeddingHead
+from fecsearch.models.resample import PreparedFaceAdapter
 from fecsearch.models.trunks import FaceNetTrunk, FaceResTrunk, LiteTrunk
 
 
@@ -57,9 +58,10 @@ class FaceEmbedder(Embedder):
 
 
 class MemberEnsemble(Embedder):
-    """FECNets of one architecture, trained apart, embedding together (config.members of them): each
-    member's unit vector, concatenated and divided by the square root of their number. Its weights
-    are the members' under members.0., members.1., ... (train/ensemble.py joins trained checkpoints)."""
+    """FECNets trained apart, embedding together (config.members of them): each member's unit vector,
+    concatenated and divided by the square root of their number. Its weights are the members' under
+    members.0., members.1., ... (train/ensemble.py joins trained checkpoints). Members of another
+    preprocessing (config.member_models) get the prepared face turned into theirs first."""
 
     def __init__(self, config: ModelConfig, members: list[FaceEmbedder]):
         super().__init__()
@@ -68,23 +70,27 @@ class MemberEnsemble(Embedder):
                              f"{len(members)} {config.family} networks")
         self.config = config
         self.members = nn.ModuleList(members)
+        self.inputs = nn.ModuleList([nn.Identity() if m.config.preprocess == config.preprocess
+                                     else PreparedFaceAdapter(config.preprocess, m.config.preprocess)
+                                     for m in members])
         self.scale = 1 / float(np.sqrt(len(members)))
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
-        return torch.cat([member(faces) for member in self.members], dim=1) * self.scale
+        return torch.cat([member(adapt(faces)) for member, adapt in zip(self.members, self.inputs)], dim=1) * self.scale
 
 
-def member_config(config: ModelConfig) -> ModelConfig:
-    """The config of one network of an ensemble."""
-    return replace(config, members=1)
+def member_configs(config: ModelConfig) -> list[ModelConfig]:
+    """The configs of an ensemble's networks: its member models', or its own as a single network."""
+    if config.member_models:
+        return [get_config(name) for name in config.member_models]
+    return [replace(config, members=1)] * config.members
 
 
 def build_network(config: ModelConfig, pretrained: bool = True) -> Embedder:
     """A model's network, untrained unless its trunk comes pretrained: one trunk + head, or an ensemble of them."""
     if config.members == 1:
         return FaceEmbedder(config, build_trunk(config, pretrained))
-    one = member_config(config)
-    return MemberEnsemble(config, [FaceEmbedder(one, build_trunk(one, pretrained)) for _ in range(config.members)])
+    return MemberEnsemble(config, [FaceEmbedder(one, build_trunk(one, pretrained)) for one in member_configs(config)])
 
 
 class InferenceNetwork:

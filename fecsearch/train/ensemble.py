@@ -2,7 +2,9 @@
 
 Each member is trained by the single model's recipe (`fecsearch train affnet`, then `fecsearch
 train fecnet`, each with its own --seed); joining them trains nothing. The members must share the
-ensemble's trunk, head and preprocessing, since one prepared face goes through all of them."""
+ensemble's trunk, head and preprocessing, since one prepared face goes through all of them; an
+ensemble of mixed trunks (ModelConfig.member_models) takes each member as the model it names,
+whose preprocessing the network makes from the ensemble's (models/resample.py)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -17,27 +19,48 @@ from fecsearch.models.network import build_network
 
 
 def join_members(model_name: str, members: list[Path], out: Path) -> dict:
-    """Write `model_name`'s checkpoint from its members' checkpoints; returns what it recorded."""
+    """Write `model_name`'s checkpoint from its members' checkpoints; returns what it recorded.
+
+    A member checkpoint that is itself an ensemble (the shipped pair) fills as many places as it has
+    networks, in its order."""
     config = get_config(model_name)
     if config.members < 2:
         raise ValueError(f"{model_name} is a single network, not an ensemble: train it with `fecsearch train fecnet`")
-    if len(members) != config.members:
-        raise ValueError(f"{model_name} joins {config.members} FECNets; got {len(members)} --member checkpoints")
-    stored = [read_checkpoint_config(path) for path in members]
-    first = stored[0]
-    for path, member in zip(members, stored):
-        if member.family != "fecnet" or member.members != 1 or member.trunk != config.trunk:
-            raise ValueError(f"{path}: a {member.family} on the {member.trunk} trunk ({member.name}); {model_name} "
-                             f"joins single FECNets on the {config.trunk} trunk")
-        if (member.preprocess, member.head, member.dim) != (first.preprocess, first.head, first.dim):
-            raise ValueError(f"{path}: its head or preprocessing differs from {members[0]}'s; the members of an "
-                             f"ensemble embed the same prepared face with the same head")
+    places = [place for path in members for place in networks_in(path)]  # (file, key prefix, its config)
+    if len(places) != config.members:
+        raise ValueError(f"{model_name} joins {config.members} FECNets; got {len(places)} in the --member checkpoints")
     if len(set(map(file_sha256, members))) < len(members):
         raise ValueError("the same checkpoint twice: an ensemble gains only from networks trained apart")
-    joined = replace(config, preprocess=first.preprocess, head=first.head, dim=first.dim)
+    expected = [get_config(name) for name in config.member_models] or [None] * config.members
+    first = places[0][2]
+    for (path, _, member), wanted in zip(places, expected):
+        wanted = wanted or replace(config, members=1)
+        if member.family != "fecnet" or member.trunk != wanted.trunk:
+            raise ValueError(f"{path}: a {member.family} on the {member.trunk} trunk ({member.name}); this place "
+                             f"of {model_name} is a FECNet on the {wanted.trunk} trunk")
+        # one architecture: the members share one head and preprocessing; mixed trunks: each is its model
+        like = (first.preprocess, first.head, first.dim) if not config.member_models else \
+            (wanted.preprocess, wanted.head, wanted.dim)
+        if (member.preprocess, member.head, member.dim) != like:
+            raise ValueError(f"{path}: its head or preprocessing differs from what this place of {model_name} "
+                             f"takes; the members of an ensemble embed the same prepared face")
+    joined = config if config.member_models else replace(config, preprocess=first.preprocess, head=first.head,
+                                                          dim=first.dim)
     network = build_network(joined, pretrained=False)
-    network.load_state_dict({f"members.{i}.{key}": value for i, path in enumerate(members)
-                             for key, value in load_file(str(path)).items()})
+    weights = {path: load_file(str(path)) for path in members}
+    network.load_state_dict({f"members.{i}.{key[len(prefix):]}": value
+                             for i, (path, prefix, _) in enumerate(places)
+                             for key, value in weights[path].items() if key.startswith(prefix)})
     record = {"members": [{"file": Path(p).name, "sha256": file_sha256(p)} for p in members]}
     save_checkpoint(network, out, record)
     return record
+
+
+def networks_in(path: Path) -> list[tuple[Path, str, object]]:
+    """(file, key prefix, config) of each FECNet a checkpoint holds: one, or an ensemble's members."""
+    from fecsearch.models.network import member_configs
+
+    stored = read_checkpoint_config(path)
+    if stored.members == 1:
+        return [(path, "", stored)]
+    return [(path, f"members.{i}.", one) for i, one in enumerate(member_configs(stored))]
