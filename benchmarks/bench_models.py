@@ -28,8 +28,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 OUT = ROOT / "fecsearch" / "weights" / "measured.json"
-SHIPPED = ["fecnet-lite-x2-pair-32d", "affnet-lite-x2-cl-p", "fecnet-lite-16d", "affnet-lite-cl-p",
-           "fecnet-faceres-16d", "affnet-faceres-cl-p"]
+SHIPPED = ["fecnet-lite-x2-pair-faceres-48d", "fecnet-lite-x2-pair-32d", "affnet-lite-x2-cl-p", "fecnet-lite-16d",
+           "affnet-lite-cl-p", "fecnet-faceres-16d", "affnet-faceres-cl-p"]
 
 
 def faces_per_second(network, preprocess, paths, repeat: int = 3) -> float:
@@ -78,9 +78,10 @@ def main() -> None:
     speed_paths = valid.paths[:args.speed_faces]
     for name in names:
         model = create_model(name)
-        model.config = replace(model.config, mirror_average=not args.no_mirror)
+        mirror = model.config.mirror_average and not args.no_mirror  # as the model's indexes embed
+        model.config = replace(model.config, mirror_average=mirror)
         preprocess = model.config.preprocess
-        network = index_network(name, not args.no_mirror)
+        network = index_network(name, mirror)
         row = {"faces_per_second": round(faces_per_second(network, preprocess, speed_paths), 1),
                "index_runtime": f"{network.runtime} {getattr(network, 'precision', 'fp32')}",
                "faces_per_second_torch": round(faces_per_second(model.for_inference(), preprocess, speed_paths), 1)}
@@ -98,7 +99,7 @@ def main() -> None:
             scores = knn_scores(embed_paths(model, train.paths), train.labels, embed_paths(model, valid_labelled.paths),
                                 200, len(EMOTIONS), model.config.distance)
             row["knn_mean_auc"] = round(knn_auc(scores, valid_labelled.labels, EMOTIONS)["mean_auc"], 4)
-        row["mirror_average"] = not args.no_mirror
+        row["mirror_average"] = mirror
         measured[name] = {**measured.get(name, {}), **row}
         print(name, json.dumps(row), flush=True)
     base = measured["fecnet-lite-16d"]["faces_per_second"]

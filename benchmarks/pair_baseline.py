@@ -1,21 +1,24 @@
-"""The default's two FECNets against two classifiers: how much of its lead over one classifier is
-the second network, which any embedding could add?
+"""An ensemble of FECNets against as many classifiers: how much of its lead over one classifier is
+the extra networks, which any embedding could add?
 
-    uv run python benchmarks/pair_baseline.py --classifier affnet-x2-s1.safetensors [--queries 200] [--out F]
+    uv run python benchmarks/pair_baseline.py --model fecnet-lite-x2-pair-32d --classifier affnet-x2-s1.safetensors
+    uv run python benchmarks/pair_baseline.py --model fecnet-lite-x2-pair-faceres-48d \\
+        --classifier affnet-faceres-cl-p=affnet-faceres-whole.safetensors --out benchmarks/mixed_baseline.json
 
-The shipped baseline `affnet-lite-x2-cl` (seed 0) is the first classifier; --classifier names the
-second, trained by the same recipe with another seed:
+The shipped baseline `affnet-lite-x2-cl` (seed 0) is the first classifier; each --classifier adds
+one: a checkpoint of it trained by the same recipe with another seed, or NAME=CHECKPOINT, a
+classifier on another trunk (the FaceRes one under the three-network model):
 
     uv run fecsearch train affnet --model affnet-lite-x2-cl-p --train ../shared/data/ferplus/train \\
         --valid ../shared/data/ferplus/valid --epochs 15 --bf16 --seed 1 --out affnet-x2-s1.safetensors
 
 Each classifier's penultimate layer is taken as a unit vector (cosine, its best distance on the
-vote triplets). The classifier pair's vector is the two side by side over the square root of 2,
-as `fecnet-lite-x2-pair-32d` joins its two networks: its squared distances are the mean of the
-two. Measured on FER+ valid and CK+48 (mirror average on): vote triplets, CK+48 precision@5, K-NN
-(K=200) mean AUC with FER+ train as the labelled set, and `bench rank-diff`'s study (200 queries of
-FER+ valid, the votes judge and the FaceRes judge) of the default against one classifier and
-against the pair.
+vote triplets). The classifiers together are their vectors side by side over the square root of
+their number, as an ensemble model joins its networks: its squared distances are their mean.
+Measured on FER+ valid and CK+48 (each model with the mirror average its indexes use): vote
+triplets, CK+48 precision@5, K-NN (K=200) mean AUC with FER+ train as the labelled set, and
+`bench rank-diff`'s study (200 queries of FER+ valid, the votes judge and each --reference's embedding) of
+--model against one classifier and against the classifiers together.
 """
 from __future__ import annotations
 
@@ -23,7 +26,6 @@ import argparse
 import json
 import shlex
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,30 +48,43 @@ def unit(v: np.ndarray) -> np.ndarray:
 
 
 def embedder(name: str, checkpoint: Path | None = None):
-    model = create_model(name, checkpoint=checkpoint)
-    model.config = replace(model.config, mirror_average=True)
-    return model
+    """The model with the mirror average its indexes use (every model's but the three-network one's)."""
+    return create_model(name, checkpoint=checkpoint)
+
+
+def classifier(spec: str) -> tuple[str, Path]:
+    """(model name, checkpoint) of a --classifier: CHECKPOINT of the baseline, or NAME=CHECKPOINT."""
+    name, _, path = spec.rpartition("=")
+    return name or BASELINE, Path(path)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--classifier", type=Path, required=True, help="the second classifier's checkpoint")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="the FECNet ensemble compared")
+    parser.add_argument("--classifier", action="append", required=True,
+                        help=f"a classifier besides the shipped {BASELINE}: CHECKPOINT (of it) or NAME=CHECKPOINT")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--reference", action="append",
+                        help="a model whose embedding judges the rank-difference study (repeatable; default "
+                             "affnet-faceres-cl-p); one of another trunk family than --model keeps the judge apart")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "pair_baseline.json")
     args = parser.parse_args()
     valid, train = read_labelled(DATA / "ferplus" / "valid"), read_labelled(DATA / "ferplus" / "train")
     ck = read_class_folders(DATA / "ckplus48")
     triplets = validation_triplets(valid)
     subjects = [subject_of(p) for p in ck.paths]
-    models = {DEFAULT_MODEL: embedder(DEFAULT_MODEL), "classifier-s0": embedder(BASELINE),
-              "classifier-s1": embedder(BASELINE, args.classifier)}
+    fecnet = args.model
+    models = {fecnet: embedder(fecnet), "classifier-s0": embedder(BASELINE)}
+    for i, spec in enumerate(args.classifier, start=1):
+        models[f"classifier-s{i}"] = embedder(*classifier(spec))
     vectors = {}
     for name, model in models.items():
         vectors[name] = {part: unit(embed_paths(model, faces.paths))
                          for part, faces in (("valid", valid), ("train", train), ("ck", ck))}
         print(f"embedded {name}", flush=True)
-    vectors["classifier-pair"] = {part: np.concatenate([vectors["classifier-s0"][part], vectors["classifier-s1"][part]],
-                                                       1) / np.sqrt(2) for part in ("valid", "train", "ck")}
+    joined = [name for name in vectors if name.startswith("classifier-s")]
+    vectors["classifier-pair"] = {part: np.concatenate([vectors[n][part] for n in joined], 1) / np.sqrt(len(joined))
+                                  for part in ("valid", "train", "ck")}
     report = {"command": shlex.join(["python", "benchmarks/pair_baseline.py", *sys.argv[1:]]), "models": {}}
     for name, v in vectors.items():
         acc = triplet_accuracy(dict(zip(map(str, valid.paths), v["valid"])), triplets, ("l2",))["l2"]
@@ -88,15 +103,16 @@ def main() -> None:
     def embed(name, paths):
         return np.stack([by_path[name][str(p)] for p in paths]), "l2"
 
-    reference = embedder("affnet-faceres-cl-p")
+    references = {name: embedder(name) for name in (args.reference or ["affnet-faceres-cl-p"])}
     report["rank_difference"] = {}
     for other in ("classifier-s0", "classifier-pair"):
-        study = plan_study(DATA / "ferplus" / "valid", DEFAULT_MODEL, other, args.queries, embed=embed)
-        judges = {"votes": VoteJudge(dict(zip(study.names, study.votes))),
-                  "faceres": EmbeddingJudge(dict(zip(study.names, embed_paths(reference, study.paths))))}
+        study = plan_study(DATA / "ferplus" / "valid", fecnet, other, args.queries, embed=embed)
+        judges = {"votes": VoteJudge(dict(zip(study.names, study.votes)))}
+        for name, reference in references.items():
+            judges[name] = EmbeddingJudge(dict(zip(study.names, embed_paths(reference, study.paths))))
         for judge_name, judge in judges.items():
             result = score_study(study, judge, 10).summary()
-            report["rank_difference"][f"{DEFAULT_MODEL} vs {other}, {judge_name} judge"] = result
+            report["rank_difference"][f"{fecnet} vs {other}, {judge_name} judge"] = result
             print(other, judge_name, json.dumps(result), flush=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
 

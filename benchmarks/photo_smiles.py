@@ -24,11 +24,17 @@ to ask for.
 
     uv run python benchmarks/photo_smiles.py --model fecnet-lite-16d --model affnet-lite-cl-p \\
         --model fecnet-lite-x2-16d=fecnet-lite-x2-16d.safetensors [--selfie]
+
+--subsets scores every combination of an ensemble model's networks as well (their parts of its
+vectors, each scaled back to a unit vector, side by side): what each network adds on these photos.
+
+    uv run python benchmarks/photo_smiles.py --model fecnet-lite-x2-pair-faceres-48d --subsets
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import subprocess
 import sys
@@ -39,6 +45,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from photos_index import PHOTOS, photos_index  # noqa: E402
 
+from fecsearch.models.config import get_config  # noqa: E402
 from fecsearch.store.database import FaceStore  # noqa: E402
 
 GRADES = Path(__file__).resolve().parent / "photo_smiles.csv"
@@ -124,11 +131,17 @@ def score(vectors: np.ndarray, grade: np.ndarray, photos: list[str]) -> dict:
             "same_grade": round(float(np.mean(same)), 3), "per_query": gaps.round(4).tolist()}
 
 
+def network_subsets(networks: int) -> list[tuple[int, ...]]:
+    """Every proper, non-empty combination of an ensemble's networks, by their place in its vectors."""
+    return [c for size in range(1, networks) for c in itertools.combinations(range(networks), size)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", required=True, help="NAME, or NAME=CHECKPOINT for trained weights")
     parser.add_argument("--selfie", action="store_true", help="also the selfie's query (see above)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--subsets", action="store_true", help="also every combination of an ensemble's networks")
     args = parser.parse_args()
     grades = read_grades()
     results = {}
@@ -136,7 +149,14 @@ def main() -> None:
         name, _, checkpoint = spec.partition("=")
         options = ["--model", name] + (["--checkpoint", checkpoint] if checkpoint else [])
         index = photos_index(None, *options)
-        results[spec] = score(*graded_vectors(index, grades))
+        vectors, grade, photos = graded_vectors(index, grades)
+        results[spec] = score(vectors, grade, photos)
+        networks = get_config(name).members
+        for subset in network_subsets(networks) if args.subsets and networks > 1 else ():
+            parts = np.split(vectors, networks, axis=1)
+            joined = np.concatenate([parts[i] for i in subset], 1)
+            results[f"{spec}{list(subset)}"] = score(joined / np.linalg.norm(joined, axis=1, keepdims=True), grade,
+                                                     photos)
         if args.selfie:
             results[spec]["selfie"] = selfie_query(index, grades)
     first = np.array(results[args.model[0]]["per_query"])

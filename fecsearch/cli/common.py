@@ -113,9 +113,9 @@ class Commands(click.Group):
                                        f"run without it)") from None
 
 
-def load(model_name, checkpoint, mirror: bool = True, precision: str = "fp32"):
+def load(model_name, checkpoint, mirror: bool | None = None, precision: str = "fp32"):
     """A model for the evaluations: the torch model, or with precision int8 its int8 graph ready to
-    embed (evaluation.metrics.embed_paths takes either)."""
+    embed (evaluation.metrics.embed_paths takes either); mirror None: as the model's indexes embed."""
     from dataclasses import replace
 
     from fecsearch.models.config import MissingWeights
@@ -130,5 +130,6 @@ def load(model_name, checkpoint, mirror: bool = True, precision: str = "fp32"):
         model = create_model(model_name, checkpoint=checkpoint)
     except (MissingWeights, KeyError, RuntimeUnavailable) as err:
         fail(str(err).strip("'\""))
-    model.config = replace(model.config, mirror_average=mirror)
+    if mirror is not None:
+        model.config = replace(model.config, mirror_average=mirror)
     return model

@@ -81,9 +81,10 @@ def models(as_json):
               help="Threads reading images (and, for photos, finding their faces). Default: one per core for "
                    "photos, 4 with --cropped.")
 @click.option("--chunk-size", type=int, help="Images committed per transaction (default 512 cropped, 16 photos).")
-@click.option("--mirror/--no-mirror", default=True, show_default=True,
-              help="A new index: embed each face with its mirror image and average them (more accurate, twice "
-                   "the network's work). An existing index keeps what it was built with.")
+@click.option("--mirror/--no-mirror", default=None,
+              help="A new index: embed each face with its mirror image and average them (more accurate for one or "
+                   "two networks, twice the work). Default: the model's own choice (every model mirrors but the "
+                   "three-network one, which gains nothing from it). An existing index keeps what it was built with.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "int8"]), default="auto", show_default=True,
               help="A new index: int8 runs the model's int8 graph (1.5x the faces/s on a CPU, the same accuracy "
                    "measured; the lite FECNets have one), fp32 the float one; auto takes int8 where the model has "
@@ -162,7 +163,9 @@ def write_shards(folder, shards_dir, model_name, checkpoint, cropped, workers, c
     from fecsearch.runtime.onnx import RuntimeUnavailable
 
     model_name = model_name or DEFAULT_MODEL
-    precision = choose_precision(precision, trained_config(model_name, checkpoint)[1], runtime, device)
+    config, weights = trained_config(model_name, checkpoint)
+    precision = choose_precision(precision, weights, runtime, device)
+    mirror = config.mirror_average if mirror is None else mirror
     job = IngestJob(model_name, checkpoint, mirror, cropped, detector_config, runtime, device, precision=precision)
     engine = engine or ThreadEngine(workers or (4 if cropped else max(1, os.cpu_count() or 1)))
     try:

@@ -198,8 +198,13 @@ def mirror_option(f):
     """--mirror and --precision: how the faces are embedded, as an index would embed them."""
     f = click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
                      help="int8: the model's int8 graph in ONNX Runtime, as indexes built with it embed.")(f)
-    return click.option("--mirror/--no-mirror", "mirror", default=True, show_default=True,
-                        help="Embed each face and its mirror image and average them, as indexes do.")(f)
+    return click.option("--mirror/--no-mirror", "mirror", default=None,
+                        help="Embed each face and its mirror image and average them (default: as the model's "
+                             "indexes do).")(f)
+
+
+def mirror_reported(mirror: bool | None):
+    return "as each model's indexes embed" if mirror is None else mirror
 
 
 def compared_models(f):
@@ -234,8 +239,8 @@ def eval_triplets(model_names, checkpoint, mirror, precision, data_dir, count, s
 
     faces = read_ferplus(data_dir)
     triplets = ferplus_vote_triplets(faces, count, seed=seed)
-    report = {"data": str(data_dir), "seed": seed, "triplets": len(triplets), "mirror": mirror, "precision": precision,
-              "models": {}}
+    report = {"data": str(data_dir), "seed": seed, "triplets": len(triplets), "mirror": mirror_reported(mirror),
+              "precision": precision, "models": {}}
     for name in model_names:
         model = load(name, checkpoint, mirror, precision)
         vectors = embed_paths(model, faces.paths)
@@ -272,8 +277,8 @@ def eval_knn(model_names, checkpoint, mirror, precision, labelled_dir, test_dir,
     from fecsearch.models.config import EMOTIONS
 
     labelled, test = read_labelled(labelled_dir), read_labelled(test_dir)
-    report = {"labelled": str(labelled_dir), "test": str(test_dir), "k": k, "mirror": mirror, "precision": precision,
-              "models": {}}
+    report = {"labelled": str(labelled_dir), "test": str(test_dir), "k": k, "mirror": mirror_reported(mirror),
+              "precision": precision, "models": {}}
     for name in model_names:
         model = load(name, checkpoint, mirror, precision)
         a, b = embed_paths(model, labelled.paths), embed_paths(model, test.paths)
@@ -305,7 +310,7 @@ def eval_retrieval(model_names, checkpoint, mirror, precision, data_dir, top, as
 
     faces = read_class_folders(data_dir)
     subjects = [subject_of(p) for p in faces.paths]
-    report = {"data": str(data_dir), "mirror": mirror, "precision": precision, "models": {}}
+    report = {"data": str(data_dir), "mirror": mirror_reported(mirror), "precision": precision, "models": {}}
     for name in model_names:
         model = load(name, checkpoint, mirror, precision)
         vectors = embed_paths(model, faces.paths)

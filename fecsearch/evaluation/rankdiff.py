@@ -200,8 +200,8 @@ class StudyResult:
         # hundredths, and its error bars, vanish into the axis.
         reach = float(np.max(np.abs(self.mean) + self.sem)) if len(self.mean) else 0.0
         limit = min(1.0, max(0.1, 1.25 * reach))
-        ax.set(xlabel="N (faces retrieved per embedding)", ylabel="rank-difference", title=title,
-               ylim=(-limit, limit))
+        ax.set(xlabel="N (faces retrieved per embedding)", ylabel="rank-difference", ylim=(-limit, limit))
+        ax.set_title(title, fontsize="medium")  # long model names fit the figure's width
         fig.tight_layout()
         fig.savefig(path, dpi=120)
         plt.close(fig)

@@ -92,12 +92,13 @@ class Indexer:
 
     @classmethod
     def for_folder(cls, store: FaceStore, model_name: str | None = None, checkpoint: str | None = None,
-                   mirror: bool = True, device: str | None = None, runtime: str = "auto", precision: str = "auto",
+                   mirror: bool | None = None, device: str | None = None, runtime: str = "auto",
+                   precision: str = "auto",
                    **options) -> "Indexer":
         """An indexer with the index's model: the one asked for, else the one the index was built with,
         else the default. A checkpoint is remembered so that later runs and queries use the same weights.
         runtime: "onnx", "torch" or "auto" (models.inference.load_inference); precision: a new index's
-        ("auto", "fp32", "int8"; an existing index keeps its own)."""
+        ("auto", "fp32", "int8"; an existing index keeps its own); mirror None: the model's own choice."""
         model_name = model_name or store.meta("model") or DEFAULT_MODEL
         checkpoint = checkpoint or store.meta("checkpoint") or None
         checksum = weights_checksum(model_name, checkpoint)  # hashed once: the graph's check reuses it

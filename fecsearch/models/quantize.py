@@ -5,7 +5,7 @@
 
 ONNX Runtime's static quantisation of the exported float graph (`fecnet-lite-16d.onnx` ->
 `fecnet-lite-16d.int8.onnx`): weights int8 per output channel, activations uint8 with ranges
-calibrated on CALIBRATION_FACES face crops drawn with a fixed seed (the 99.999th percentile of each
+calibrated on calibration_faces() face crops drawn with a fixed seed (the 99.999th percentile of each
 activation, so that a few extreme pixels do not waste the range). Weights use 7 bits
 (`reduce_range`): CPUs without VNNI multiply uint8 by int8 in pairs whose sums saturate at 16
 bits, and 7-bit weights keep them from it (with all 8 bits, the int8 vectors were far from the
@@ -14,9 +14,10 @@ The graph records the sha256 of the weights it came from, like the float one, an
 if its vectors stay within INT8_TOLERANCE of the float graph's on faces outside the calibration.
 
 Measured (benchmarks/RESULTS.md, "int8 graphs"): 1.5x the float graph's faces/s, and the same
-FER+ valid triplet accuracy, CK+48 precision and K-NN AUC within 0.2 points. Only the lite
-FECNet models are quantised (QUANTISED): it is where it was measured, and where the network is most
-of indexing's time. Needs the `onnx` package (a dev dependency); running the graph needs only onnxruntime.
+FER+ valid triplet accuracy, CK+48 precision and K-NN AUC within 0.2 points. Only FECNet models on
+the lite trunks, and ensembles with lite members, are quantised (quantised()): it is where it was
+measured, and where the network is most of indexing's time. A pretrained FaceRes trunk stays float
+inside an int8 graph (float_parts()). Needs the `onnx` package (a dev dependency); running the graph needs only onnxruntime.
 """
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ from fecsearch.faces.images import file_sha256, find_images, load_image
 from fecsearch.models.config import LITE_WIDTHS, WEIGHTS_DIR, ModelConfig, read_checkpoint_config
 
 CALIBRATION_FACES = 1024
+# ONNX Runtime's calibration holds every activation of every calibration face in memory: with a
+# network on 112 px faces (FaceRes) 1024 faces took more than 24 GB, so such models calibrate on 256.
+LARGE_INPUT_CALIBRATION_FACES = 256
 CALIBRATION_SEED = 0
 CALIBRATION_BATCH = 64
 CHECK_FACES = 512
@@ -39,10 +43,31 @@ CHECK_FACES = 512
 # percentile of the check faces (measured on FER+ crops: 0.012 at the median, 0.06 at most).
 INT8_TOLERANCE = 0.06
 
-# The models that get an int8 graph: FECNet embeddings on the lite trunks. (The lite classifier's
-# 512-d penultimate layer moved 0.08 at the 99th percentile, over the tolerance; it is a baseline
-# for studies, not what indexes are built with.)
-QUANTISED = {"family": ("fecnet",), "trunk": tuple(LITE_WIDTHS)}
+
+def quantised(config: ModelConfig) -> bool:
+    """Whether `quantize` gives a shipped model an int8 graph: FECNet embeddings on the lite trunks, and
+    ensembles with lite members. (The lite classifier's 512-d penultimate layer moved 0.08 at the 99th
+    percentile, over the tolerance; it is a baseline for studies, not what indexes are built with.)"""
+    return config.family == "fecnet" and (config.trunk in LITE_WIDTHS or bool(config.member_models))
+
+
+def calibration_faces(config: ModelConfig) -> int:
+    from fecsearch.models.network import member_configs
+
+    largest = max(c.preprocess.size for c in member_configs(config)) if config.members > 1 else config.preprocess.size
+    return CALIBRATION_FACES if largest <= 64 else LARGE_INPUT_CALIBRATION_FACES
+
+
+def float_parts(config: ModelConfig) -> list[str]:
+    """Where in an exported graph the nodes that stay float are: a pretrained FaceRes trunk (its ReLU6
+    maps and depthwise convolutions moved the vectors 0.32 at the 99th percentile in int8) and the
+    input adapters in front of it (exact arithmetic on 8-bit pixels)."""
+    if not config.member_models:
+        return ["/trunk/"] if config.trunk == "faceres" else []
+    from fecsearch.models.config import get_config
+
+    return [part for i, name in enumerate(config.member_models) if get_config(name).trunk == "faceres"
+            for part in (f"/members.{i}/trunk/", f"/inputs.{i}/")]
 
 
 def int8_path(weights: Path) -> Path:
@@ -57,13 +82,13 @@ def prepared(paths: list[Path], config: ModelConfig) -> np.ndarray:
 
 
 def calibration_and_check(folder: Path, config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
-    """CALIBRATION_FACES faces drawn with a fixed seed for calibration, and CHECK_FACES others."""
+    """calibration_faces() faces drawn with a fixed seed for calibration, and CHECK_FACES others."""
     files = find_images(folder)[0]
-    if len(files) < CALIBRATION_FACES + CHECK_FACES:
-        raise SystemExit(f"{folder}: {len(files)} face images; calibration needs at least "
-                         f"{CALIBRATION_FACES + CHECK_FACES}")
-    drawn = random.Random(CALIBRATION_SEED).sample(files, CALIBRATION_FACES + CHECK_FACES)
-    return prepared(drawn[:CALIBRATION_FACES], config), prepared(drawn[CALIBRATION_FACES:], config)
+    count = calibration_faces(config)
+    if len(files) < count + CHECK_FACES:
+        raise SystemExit(f"{folder}: {len(files)} face images; calibration needs at least {count + CHECK_FACES}")
+    drawn = random.Random(CALIBRATION_SEED).sample(files, count + CHECK_FACES)
+    return prepared(drawn[:count], config), prepared(drawn[count:], config)
 
 
 def embed_both(graph: Path, faces: np.ndarray) -> np.ndarray:
@@ -106,13 +131,15 @@ def quantise(weights: Path, calibration: Path) -> dict:
         ready = Path(tmp) / "float.onnx"
         quant_pre_process(str(source), str(ready))
         written = Path(tmp) / "int8.onnx"
+        parts = float_parts(config)
+        kept_float = [n.name for n in onnx.load(str(ready)).graph.node if any(p in n.name for p in parts)]
         quantize_static(str(ready), str(written), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
                         reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.Percentile)
+                        calibrate_method=CalibrationMethod.Percentile, nodes_to_exclude=kept_float)
         graph = onnx.load(str(written))
         del graph.metadata_props[:]
         metadata = {**source_meta, "precision": "int8",
-                    "calibration": f"{CALIBRATION_FACES} faces of {Path(calibration).name}, seed {CALIBRATION_SEED}"}
+                    "calibration": f"{len(faces)} faces of {Path(calibration).name}, seed {CALIBRATION_SEED}"}
         for key, value in metadata.items():
             entry = graph.metadata_props.add()
             entry.key, entry.value = key, value
@@ -133,14 +160,14 @@ def quantised_models() -> list[Path]:
     from fecsearch.models.onnx_export import shipped_models
 
     return [w for w in shipped_models()
-            if all(getattr(read_checkpoint_config(w), k) in v for k, v in QUANTISED.items())]
+            if quantised(read_checkpoint_config(w))]
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calibration", type=Path, required=True, help="a folder of face crops (e.g. FER+ train)")
     parser.add_argument("--weights", type=Path, help=f"this checkpoint only (default: the shipped FECNet models on "
-                                                     f"the lite trunk in {WEIGHTS_DIR})")
+                                                     f"the lite trunks and ensembles with lite members in {WEIGHTS_DIR})")
     args = parser.parse_args(argv)
     for weights in [args.weights] if args.weights else quantised_models():
         r = quantise(weights, args.calibration)
