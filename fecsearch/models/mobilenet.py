@@ -20,6 +20,21 @@ BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (
           (512, 1), (512, 1), (1024, 2), (1024, 1))
 
 
+def same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """TensorFlow's "SAME" padding of x for a k x k kernel with this stride."""
+    pads = []
+    for size in (x.shape[-1], x.shape[-2]):  # F.pad's order: width first
+        out = -(-size // stride)
+        total = max((out - 1) * stride + kernel - size, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads) if any(pads) else x
+
+
+# A leaf for torch.fx: the padding depends on the input's size, which a symbolic trace cannot branch
+# on. Wrapped, FaceRes networks trace whole, so InferenceNetwork folds their heads' BatchNorms.
+torch.fx.wrap("same_pad")
+
+
 class SamePad(nn.Module):
     """TensorFlow's "SAME" padding for a k x k kernel with this stride (computed per input size)."""
 
@@ -28,12 +43,7 @@ class SamePad(nn.Module):
         self.kernel, self.stride = kernel, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = []
-        for size in (x.shape[-1], x.shape[-2]):  # F.pad's order: width first
-            out = -(-size // self.stride)
-            total = max((out - 1) * self.stride + self.kernel - size, 0)
-            pads += [total // 2, total - total // 2]
-        return F.pad(x, pads) if any(pads) else x
+        return same_pad(x, self.kernel, self.stride)
 
 
 def conv_unit(cin: int, cout: int, kernel: int, stride: int, groups: int = 1) -> nn.Sequential:

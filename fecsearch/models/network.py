@@ -112,7 +112,11 @@ class InferenceNetwork:
         if self.device.type == "cuda":
             # An H100 ran the default model 1.6x to 1.8x as fast in batches of 256 as of 64 (bench_gpu.py).
             self.batch_size = 256
-        network = fused(copy.deepcopy(model).eval(), fuse)
+        network = copy.deepcopy(model).eval()
+        try:
+            network = fuse(network)
+        except Exception:  # a network fx cannot trace: keep its BatchNorms
+            pass
         self.network = network.to(memory_format=torch.channels_last)
 
     runtime = "torch"
@@ -131,18 +135,6 @@ class InferenceNetwork:
     def _forward(self, faces: torch.Tensor) -> np.ndarray:
         return embed_batch(self.network, faces.to(self.device).float().contiguous(memory_format=torch.channels_last),
                            self.config)
-
-
-def fused(module: nn.Module, fuse) -> nn.Module:
-    """The module with each BatchNorm folded into the convolution before it (torch.fx's fuse), part by
-    part where fx cannot trace the whole: FaceRes's TensorFlow padding depends on the input's size,
-    so an ensemble holding it is fused member by member, and that member head and trunk apart."""
-    try:
-        return fuse(module)
-    except Exception:  # not traceable as a whole: its parts may be
-        for name, child in module.named_children():
-            setattr(module, name, fused(child, fuse))
-        return module
 
 
 def embed_batch(network, faces: torch.Tensor, config: ModelConfig) -> np.ndarray:
