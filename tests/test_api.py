@@ -6,6 +6,7 @@ import pytest
 from conftest import copy_crops, run_cli
 
 import fecsearch
+from fecsearch.models.config import DEFAULT_MODEL, get_config
 from fecsearch.store.database import SCHEMA_VERSION, FaceRecord, FaceStore, IndexUnusable
 
 
@@ -39,7 +40,8 @@ def test_search_by_image_face_and_vector_agree(crops_index):
 
 def test_search_vector_of_another_size_is_refused(crops_index):
     index = fecsearch.open_index(crops_index[1], device="cpu")
-    with pytest.raises(ValueError, match="32-d vectors"):  # the default model's
+    size = get_config(DEFAULT_MODEL).embedding_size  # the index was built with the default model
+    with pytest.raises(ValueError, match=f"{size}-d vectors"):
         index.search_vector(np.ones(8, np.float32))
 
 

@@ -84,7 +84,7 @@ def test_an_ensemble_is_trained_member_by_member(tmp_path, ferplus_train, ferplu
     assert "fecsearch train ensemble" in result.output
 
 
-MIXED = "fecnet-lite-x2-pair-faceres64-48d"
+MIXED = "fecnet-lite-x2-pair-faceres-48d"
 
 
 def test_prepared_faces_become_faceres_faces_as_pillow_makes_them(ferplus_valid):
@@ -123,16 +123,16 @@ def test_an_ensemble_of_mixed_trunks_embeds_as_its_members_do(tmp_path, ferplus_
     pair = tmp_path / "pair.safetensors"
     run_cli("train", "ensemble", "--model", PAIR, "--member", members[0], "--member", members[1], "--out", pair)
     torch.manual_seed(3)
-    faceres = tmp_path / "faceres64.safetensors"
-    save_checkpoint(create_model("fecnet-faceres64-16d", random_init=True).eval(), faceres)
+    faceres = tmp_path / "faceres.safetensors"
+    save_checkpoint(create_model("fecnet-faceres-16d", random_init=True).eval(), faceres)
     mixed = tmp_path / "mixed.safetensors"
     run_cli("train", "ensemble", "--model", MIXED, "--member", pair, "--member", faceres, "--out", mixed)
 
     paths = sorted(ferplus_valid.glob("*.png"))[:40]
     faces = load_prepared(paths, get_config(MIXED).preprocess).float()
     alone = [create_model(MEMBER, m).embed(faces) for m in members]
-    alone.append(create_model("fecnet-faceres64-16d", faceres).embed(
-        load_prepared(paths, get_config("fecnet-faceres64-16d").preprocess).float()))
+    alone.append(create_model("fecnet-faceres-16d", faceres).embed(
+        load_prepared(paths, get_config("fecnet-faceres-16d").preprocess).float()))
     model = create_model(MIXED, mixed)
     joined = model.embed(faces)
     assert joined.shape == (40, 48) and np.allclose(np.linalg.norm(joined, axis=1), 1, atol=1e-5)
@@ -145,8 +145,8 @@ def test_an_ensemble_of_mixed_trunks_embeds_as_its_members_do(tmp_path, ferplus_
     onnx = load_inference(MIXED, mixed, device="cpu", runtime="onnx")
     assert np.abs(onnx.embed(faces.numpy()) - joined).max() <= 1e-4
 
-    wrong = tmp_path / "faceres112.safetensors"
-    save_checkpoint(create_model("fecnet-faceres-16d", random_init=True).eval(), wrong)
+    wrong = tmp_path / "faceres64.safetensors"
+    save_checkpoint(create_model("fecnet-faceres64-16d", random_init=True).eval(), wrong)
     refused = run_cli("train", "ensemble", "--model", MIXED, "--member", pair, "--member", wrong,
                       "--out", tmp_path / "no.safetensors", ok=False)
-    assert refused.exit_code != 0 and "faceres112.safetensors: its head or preprocessing differs" in refused.output
+    assert refused.exit_code != 0 and "faceres64.safetensors: its head or preprocessing differs" in refused.output

@@ -142,16 +142,18 @@ def test_index_refuses_another_model(few_photos, tmp_path):
     assert result.exit_code != 0 and f"was built with model '{DEFAULT_MODEL}'" in result.output
 
 
-def test_an_index_of_the_former_default_keeps_its_model(few_photos, tmp_path):
-    """An index built with fecnet-lite-16d, the default until the pair: runs without --model add to it
-    with its own model, queries search it with that model, and info says which it holds."""
+@pytest.mark.parametrize("former", ["fecnet-lite-16d", "fecnet-lite-x2-pair-32d"])
+def test_an_index_of_a_former_default_keeps_its_model(former, few_photos, tmp_path):
+    """An index built with a former default (fecnet-lite-16d until the pair, the pair until the three
+    networks): runs without --model add to it with its own model, queries search it with that model,
+    and info says which it holds."""
     index = tmp_path / "idx"
-    run_cli("index", few_photos, "--index", index, "--model", "fecnet-lite-16d", "--quiet")
+    run_cli("index", few_photos, "--index", index, "--model", former, "--quiet")
     (few_photos / "again.jpg").write_bytes((few_photos / "couple.jpg").read_bytes())
     added = json.loads(run_cli("index", few_photos, "--index", index, "--json").output)
     assert added["faces_added"] == 2
     info = json.loads(run_cli("info", "--index", index, "--json").output)
-    assert info["model"] == "fecnet-lite-16d" and info["faces"] == 6
+    assert info["model"] == former and info["faces"] == 6
     results = json.loads(run_cli("query", few_photos / "couple.jpg", "--index", index, "--json").output)["results"]
     assert results[0]["distance"] < 1e-3 and len(results) == 6
 
@@ -160,8 +162,8 @@ def test_embed_writes_npz(few_photos, tmp_path):
     out = tmp_path / "e.npz"
     run_cli("embed", few_photos, "--out", out)
     data = np.load(out)
-    # the default model: two 16-d networks side by side
-    assert data["embeddings"].shape == (4, 32) and data["embeddings"].dtype == np.float32
+    # the default model: three 16-d networks side by side
+    assert data["embeddings"].shape == (4, 48) and data["embeddings"].dtype == np.float32
     assert list(data["paths"]).count(str(few_photos / "couple.jpg")) == 2
     assert data["boxes"].shape == (4, 4)
     assert np.allclose(np.linalg.norm(data["embeddings"], axis=1), 1, atol=1e-4)

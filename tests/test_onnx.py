@@ -16,8 +16,8 @@ from fecsearch.models.inference import OnnxNetwork, StaleGraph, graph_path, load
 from fecsearch.models.preprocess import prepare_face_arrays
 
 # Every model whose weights ship with fecsearch, with each of its outputs.
-SHIPPED = ["fecnet-lite-x2-pair-32d", "affnet-lite-x2-cl-p", "affnet-lite-x2-cl-f", "fecnet-lite-16d",
-           "affnet-lite-cl-p", "affnet-lite-cl-f", "affnet-faceres-cl-p", "affnet-faceres-cl-f"]
+SHIPPED = ["fecnet-lite-x2-pair-faceres-48d", "fecnet-lite-x2-pair-32d", "affnet-lite-x2-cl-p", "affnet-lite-x2-cl-f",
+           "fecnet-lite-16d", "affnet-lite-cl-p", "affnet-lite-cl-f", "affnet-faceres-cl-p", "affnet-faceres-cl-f"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -107,12 +107,13 @@ def test_embedding_lanes_give_one_sessions_vectors(cores, monkeypatch, ferplus_v
         np.testing.assert_allclose(vectors, one.embed(faces), atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["fecnet-lite-16d", "fecnet-lite-x2-pair-32d"])
+@pytest.mark.parametrize("name", ["fecnet-lite-16d", "fecnet-lite-x2-pair-32d", "fecnet-lite-x2-pair-faceres-48d"])
 def test_the_int8_graph_is_rebuilt_exactly_and_embeds_like_the_float_one(name, tmp_path, ferplus_train, ferplus_valid,
                                                                          ckplus):
     """`python -m fecsearch.models.quantize` rebuilds the shipped int8 graph byte for byte from the
     float graph and FER+ train; on faces it was not calibrated on, its vectors stay near the float
-    graph's and it orders FER+ valid's vote triplets as well."""
+    graph's and it orders FER+ valid's vote triplets as well. A FaceRes trunk stays float in it."""
+    import onnx
     from fecsearch.data.labels import read_ferplus
     from fecsearch.data.triplets import ferplus_vote_triplets
     from fecsearch.evaluation.metrics import triplet_accuracy
@@ -126,6 +127,12 @@ def test_the_int8_graph_is_rebuilt_exactly_and_embeds_like_the_float_one(name, t
     subprocess.run([sys.executable, "-m", "fecsearch.models.quantize", "--calibration", str(ferplus_train),
                     "--weights", str(tmp_path / weights.name)], check=True, capture_output=True)
     assert file_sha256(int8_path(tmp_path / weights.name)) == file_sha256(int8_path(weights))
+    nodes = onnx.load(str(int8_path(weights))).graph.node
+    convs = [n for n in nodes if n.op_type == "Conv"]
+    dequantised = [n for n in convs if any("DequantizeLinear" in i for i in n.input)]
+    faceres = [n for n in convs if "/trunk/net/" in n.name]  # FaceRes's MobileNet blocks
+    assert dequantised and not set(map(id, faceres)) & set(map(id, dequantised))
+    assert len(faceres) == (23 if config.member_models else 0)  # stem and 11 blocks of two, kept float
 
     int8 = load_inference(name, device="cpu", precision="int8")
     fp32 = load_inference(name, device="cpu", runtime="onnx")

@@ -283,7 +283,7 @@ def test_an_index_keeps_its_mirror_setting(few_photos, tmp_path):
     run_cli("index", few_photos, "--index", index, "--quiet", "--no-mirror")
     (few_photos / "img2.jpg").unlink()
     shutil.copy(few_photos / "img1.jpg", few_photos / "copy.jpg")
-    run_cli("index", few_photos, "--index", index, "--quiet")  # the default is --mirror: the index wins
+    run_cli("index", few_photos, "--index", index, "--quiet", "--mirror")  # asked for, but the index wins
     db = sqlite3.connect(index / "faces.db")
     assert db.execute("select value from meta where key = 'mirror_average'").fetchone()[0] == "0"
     copy, first = [np.frombuffer(r[0], np.float32) for r in db.execute(
@@ -291,9 +291,21 @@ def test_an_index_keeps_its_mirror_setting(few_photos, tmp_path):
         "or path like '%copy.jpg' order by path")]
     assert np.allclose(first, copy, atol=1e-5)  # the same photo, embedded by two runs: the same plain vector
     mirrored = tmp_path / "mirrored"
-    run_cli("index", few_photos / "copy.jpg", "--index", mirrored, "--quiet")
+    run_cli("index", few_photos / "copy.jpg", "--index", mirrored, "--quiet", "--mirror")
     other = np.frombuffer(sqlite3.connect(mirrored / "faces.db").execute("select embedding from faces").fetchone()[0],
                           np.float32)
     assert not np.allclose(other, copy, atol=1e-3)  # a mirror average is another vector
     results = json.loads(run_cli("query", few_photos / "copy.jpg", "--index", index, "--json").output)["results"]
     assert results[0]["distance"] < 1e-4
+
+
+@pytest.mark.parametrize("model", ["fecnet-lite-16d", "fecnet-lite-x2-pair-faceres-48d"])
+def test_a_new_index_mirrors_as_its_model_chooses(model, few_photos, tmp_path):
+    """Without --mirror or --no-mirror, a new index takes its model's choice: the three-network model
+    embeds without the mirror image, the others with it."""
+    from fecsearch.models.config import get_config
+
+    index = tmp_path / "idx"
+    run_cli("index", few_photos / "img1.jpg", "--index", index, "--quiet", "--model", model)
+    stored = sqlite3.connect(index / "faces.db").execute("select value from meta where key = 'mirror_average'")
+    assert stored.fetchone()[0] == str(int(get_config(model).mirror_average))

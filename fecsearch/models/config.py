@@ -140,7 +140,7 @@ def lite_models(trunk: str) -> list[ModelConfig]:
             ModelConfig(f"affnet-{trunk}-cl-f", output="final", **classifier)]
 
 
-MIXED_TRIO = "fecnet-lite-x2-pair-faceres64-48d"
+MIXED_TRIO = "fecnet-lite-x2-pair-faceres-48d"
 
 
 _MODELS = {
@@ -156,18 +156,21 @@ _MODELS = {
                     weights="fecnet-lite-x2-pair-32d.safetensors"),
         # The pair and a FECNet on the pretrained FaceRes trunk: two trunk families, whose errors differ
         # more than two networks' of one family do. FaceRes gets the pair's 48 px face upscaled inside
-        # the network, as its own preprocessing would (models/resample.py).
+        # the network, as its own preprocessing would (models/resample.py). No mirror average: three
+        # networks already average away what it did (80.8% of FER+ vote triplets without it, 80.7%
+        # with it, for twice the work; benchmarks/RESULTS.md).
         ModelConfig(MIXED_TRIO, "fecnet", "lite-x2+faceres", LITE_PREPROCESS, LITE_HEAD, members=3,
-                    member_models=("fecnet-lite-x2-16d", "fecnet-lite-x2-16d", "fecnet-faceres64-16d"),
-                    weights=f"{MIXED_TRIO}.safetensors"),
+                    member_models=("fecnet-lite-x2-16d", "fecnet-lite-x2-16d", "fecnet-faceres-16d"),
+                    mirror_average=False, weights=f"{MIXED_TRIO}.safetensors"),
         *(c for size in (112, 64) for c in faceres_models(size)),
     ]
 }
 
 
-# What `index`, `query` and `serve` use unless told otherwise: the model trained offline here that
-# measures best (its card, fecsearch/weights/fecnet-lite-x2-pair-32d.md). fecnet-lite-16d is the fast option.
-DEFAULT_MODEL = "fecnet-lite-x2-pair-32d"
+# What `index`, `query` and `serve` use unless told otherwise: the shipped model that measures best
+# (its card, fecsearch/weights/fecnet-lite-x2-pair-faceres-48d.md). fecnet-lite-16d is the fast option.
+# Indexes built with an earlier default record their model and keep it.
+DEFAULT_MODEL = MIXED_TRIO
 
 
 def list_models() -> list[str]:
