@@ -6,6 +6,7 @@ used to embed a query is by construction the one its weights were trained with."
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -66,14 +67,9 @@ class ModelConfig:
     @property
     def trunks(self) -> str:
         """The trunks its networks sit on, as `fecsearch models` shows them: lite-x2, 2x lite-x2, ..."""
-        if self.member_models:
-            names = [get_config(n) for n in self.member_models]
-            counts = {}
-            for c in names:
-                label = c.trunk if c.preprocess.size == self.preprocess.size else f"{c.trunk} {c.preprocess.size}px"
-                counts[label] = counts.get(label, 0) + 1
-            return " + ".join(label if n == 1 else f"{n}x {label}" for label, n in counts.items())
-        return self.trunk if self.members == 1 else f"{self.members}x {self.trunk}"
+        counts = Counter(c.trunk if c.preprocess.size == self.preprocess.size else f"{c.trunk} {c.preprocess.size}px"
+                         for c in member_configs(self))
+        return " + ".join(label if n == 1 else f"{n}x {label}" for label, n in counts.items())
 
     @property
     def embedding_size(self) -> int:
@@ -201,6 +197,13 @@ def read_checkpoint_config(path: str | Path) -> ModelConfig:
     if "config" not in meta:
         raise ValueError(f"{path}: not a fecsearch checkpoint (no config in its metadata)")
     return ModelConfig.from_json(meta["config"])
+
+
+def member_configs(config: ModelConfig) -> list[ModelConfig]:
+    """The configs of a model's networks: an ensemble's member models', or its own once per network."""
+    if config.member_models:
+        return [get_config(name) for name in config.member_models]
+    return [replace(config, members=1)] * config.members
 
 
 def trained_config(name: str, checkpoint: str | Path | None = None) -> tuple[ModelConfig, Path]:

@@ -1,13 +1,11 @@
 """The network: trunk + head, and its frozen, faster copy for indexing and queries."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import torch
 from torch import nn
 
-from fecsearch.models.config import LITE_WIDTHS, ModelConfig, average_mirrored, get_config
+from fecsearch.models.config import LITE_WIDTHS, ModelConfig, average_mirrored, member_configs
 from fecsearch.models.heads import ClassifierHead, EmbeddingHead
 from fecsearch.models.resample import PreparedFaceAdapter
 from fecsearch.models.trunks import FaceNetTrunk, FaceResTrunk, LiteTrunk
@@ -77,13 +75,6 @@ class MemberEnsemble(Embedder):
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
         return torch.cat([member(adapt(faces)) for member, adapt in zip(self.members, self.inputs)], dim=1) * self.scale
-
-
-def member_configs(config: ModelConfig) -> list[ModelConfig]:
-    """The configs of an ensemble's networks: its member models', or its own as a single network."""
-    if config.member_models:
-        return [get_config(name) for name in config.member_models]
-    return [replace(config, members=1)] * config.members
 
 
 def build_network(config: ModelConfig, pretrained: bool = True) -> Embedder:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from fecsearch.faces.images import file_sha256, find_images, load_image
-from fecsearch.models.config import LITE_WIDTHS, WEIGHTS_DIR, ModelConfig, read_checkpoint_config
+from fecsearch.models.config import LITE_WIDTHS, WEIGHTS_DIR, ModelConfig, member_configs, read_checkpoint_config
 
 CALIBRATION_FACES = 1024
 # ONNX Runtime's calibration holds every activation of every calibration face in memory: with a
@@ -48,13 +48,11 @@ def quantised(config: ModelConfig) -> bool:
     """Whether `quantize` gives a shipped model an int8 graph: FECNet embeddings on the lite trunks, and
     ensembles with lite members. (The lite classifier's 512-d penultimate layer moved 0.08 at the 99th
     percentile, over the tolerance; it is a baseline for studies, not what indexes are built with.)"""
-    return config.family == "fecnet" and (config.trunk in LITE_WIDTHS or bool(config.member_models))
+    return config.family == "fecnet" and any(c.trunk in LITE_WIDTHS for c in member_configs(config))
 
 
 def calibration_faces(config: ModelConfig) -> int:
-    from fecsearch.models.network import member_configs
-
-    largest = max(c.preprocess.size for c in member_configs(config)) if config.members > 1 else config.preprocess.size
+    largest = max(c.preprocess.size for c in member_configs(config))
     return CALIBRATION_FACES if largest <= 64 else LARGE_INPUT_CALIBRATION_FACES
 
 
@@ -62,11 +60,9 @@ def float_parts(config: ModelConfig) -> list[str]:
     """Where in an exported graph the nodes that stay float are: a pretrained FaceRes trunk (its ReLU6
     maps and depthwise convolutions moved the vectors 0.32 at the 99th percentile in int8) and the
     input adapters in front of it (exact arithmetic on 8-bit pixels)."""
-    if not config.member_models:
+    if config.members == 1:
         return ["/trunk/"] if config.trunk == "faceres" else []
-    from fecsearch.models.config import get_config
-
-    return [part for i, name in enumerate(config.member_models) if get_config(name).trunk == "faceres"
+    return [part for i, c in enumerate(member_configs(config)) if c.trunk == "faceres"
             for part in (f"/members.{i}/trunk/", f"/inputs.{i}/")]
 
 

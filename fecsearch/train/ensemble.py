@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from fecsearch.faces.images import file_sha256
 from fecsearch.models.checkpoints import save_checkpoint
-from fecsearch.models.config import get_config, read_checkpoint_config
+from fecsearch.models.config import get_config, member_configs, read_checkpoint_config
 from fecsearch.models.network import build_network
 
 
@@ -58,8 +58,6 @@ def join_members(model_name: str, members: list[Path], out: Path) -> dict:
 
 def networks_in(path: Path) -> list[tuple[Path, str, object]]:
     """(file, key prefix, config) of each FECNet a checkpoint holds: one, or an ensemble's members."""
-    from fecsearch.models.network import member_configs
-
     stored = read_checkpoint_config(path)
     if stored.members == 1:
         return [(path, "", stored)]
