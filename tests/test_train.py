@@ -338,3 +338,23 @@ def test_train_on_a_gpu_this_machine_lacks_is_one_sentence(ferplus_valid, tmp_pa
     assert result.output.strip().endswith(f"--device cuda: torch sees no CUDA GPU here (torch {torch.__version__}); "
                                           f"use --device cpu")
     assert not (tmp_path / "cl.safetensors").exists()
+
+
+@pytest.mark.parametrize("family", ["fecnet", "affnet"])
+def test_validating_less_often_leaves_the_weights_as_they_were(family, ferplus_valid, tmp_path):
+    """--valid-every 0 measures the validation set after the last epoch only, and trains the same
+    tensors, bit for bit, as measuring it after every epoch: it saves time, never changes a model."""
+    from safetensors.torch import load_file
+
+    small = small_ferplus(ferplus_valid, tmp_path, 200)
+    args = (["train", "fecnet", "--trunk", TRUNK, "--steps", 3, "--per-type", 2] if family == "fecnet"
+            else ["train", "affnet", "--batch-size", 32, "--soft-labels"])
+    key = "valid_triplet_accuracy" if family == "fecnet" else "valid_accuracy"
+    runs = {}
+    for every in (1, 0):
+        out = tmp_path / f"every{every}.safetensors"
+        run_cli(*args, "--train", small, "--valid", small, "--epochs", 3, "--valid-every", every, "--out", out)
+        runs[every] = (load_file(str(out)), [key in epoch for epoch in metrics_of(out)["history"]])
+    (each, measured_each), (last, measured_last) = runs[1], runs[0]
+    assert measured_each == [True, True, True] and measured_last == [False, False, True]
+    assert each.keys() == last.keys() and all(each[k].equal(last[k]) for k in each)

@@ -16,13 +16,14 @@ from fecsearch.models.network import build_trunk, pretrained_trunk
 from fecsearch.models.preprocess import load_prepared
 from fecsearch.models.registry import create_model
 from fecsearch.train.common import (Checkpointer, Log, augmented, cached_features, forward_precision, mixed,
-                                    triplet_eval)
+                                    triplet_eval, validates)
 
 
 def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-cl-p", epochs: int = 12,
                      batch_size: int = 128, lr: float = 1e-3, seed: int = 0, soft_labels: bool = False,
                      trunk_lr: float = 0.0, tune_blocks: int = 0, augmentation: str = "shift",
-                     mixup: float = 0.0, bf16: bool = False, device: str = "cpu", log: Log = print) -> dict:
+                     mixup: float = 0.0, bf16: bool = False, valid_every: int = 1, device: str = "cpu",
+                     log: Log = print) -> dict:
     """AFFNet-CL: trunk + head + 8-way softmax, cross-entropy on majority labels, end to end.
 
     soft_labels=True uses cross-entropy against FER+ vote distributions instead of majority labels.
@@ -125,21 +126,23 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
             optimizer.step()
             schedule.step()
             total += loss.item() * len(idx)
+        metrics = {"epoch": epoch + 1, "train_loss": total / len(train), "seconds": round(time.time() - t0, 1)}
         model.eval()
-        with torch.inference_mode():
-            logits = torch.cat([model.head(model.trunk(x_valid[i:i + 512].float().to(device))).cpu()
-                                for i in range(0, len(x_valid), 512)])
-        metrics = {"epoch": epoch + 1, "train_loss": total / len(train), "seconds": round(time.time() - t0, 1),
-                   "valid_accuracy": float((logits.argmax(1).numpy() == valid.labels).mean())}
-        if triplets:
-            metrics["valid_triplet_accuracy_penultimate"] = triplet_eval(model, x_valid, names, triplets,
-                                                                         ("cosine",))["cosine"]["overall"]
+        if validates(epoch, epochs, valid_every):
+            with torch.inference_mode():
+                logits = torch.cat([model.head(model.trunk(x_valid[i:i + 512].float().to(device))).cpu()
+                                    for i in range(0, len(x_valid), 512)])
+            metrics["valid_accuracy"] = float((logits.argmax(1).numpy() == valid.labels).mean())
+            if triplets:
+                metrics["valid_triplet_accuracy_penultimate"] = triplet_eval(model, x_valid, names, triplets,
+                                                                             ("cosine",))["cosine"]["overall"]
         history.append(metrics)
         log(json.dumps(metrics))
         checkpointer.save(model, optimizer, epoch + 1, history)
     final = {"history": history, "train_dir": str(train_dir), "valid_dir": str(valid_dir), "epochs": epochs,
              "batch_size": batch_size, "lr": lr, "seed": seed, "soft_labels": soft_labels, "frozen_trunk": frozen,
              "trunk_lr": trunk_lr, "tune_blocks": tune_blocks, "whole_trunk_tuned": whole,
-             "augmentation": augmentation, "mixup": mixup, "bf16": bf16, "device": str(device)}
+             "augmentation": augmentation, "mixup": mixup, "bf16": bf16, "valid_every": valid_every,
+             "device": str(device)}
     save_checkpoint(model, out, final)
     return final

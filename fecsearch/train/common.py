@@ -162,6 +162,13 @@ def forward_precision(bf16: bool, device: str):
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
+def validates(epoch: int, epochs: int, every: int) -> bool:
+    """Whether epoch (0-based) of epochs ends with a measurement on the validation set: every
+    `every`th epoch and always the last; every=0 measures the last only. Validation draws no random
+    numbers and changes no weight, so this choice changes a run's time, never its result."""
+    return epoch + 1 == epochs or (every > 0 and (epoch + 1) % every == 0)
+
+
 def triplet_eval(model: FaceEmbedder, faces: torch.Tensor, names: list[str], triplets: list[Triplet],
                  distances=("l2",)) -> dict:
     vectors = model.embed(faces)

@@ -16,7 +16,7 @@ from fecsearch.models.config import get_config, list_models
 from fecsearch.models.network import build_trunk, pretrained_trunk
 from fecsearch.models.registry import create_model
 from fecsearch.train.common import (Checkpointer, Log, TripletFaces, _load_state, augment, cached_features,
-                                    forward_precision, load_triplet_faces, triplet_eval)
+                                    forward_precision, load_triplet_faces, triplet_eval, validates)
 
 
 def triplet_loss(e1, e2, e3, odd: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
@@ -152,7 +152,7 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
                  trunk_lr: float = 0.0, agreement: str = "strong", tune_blocks: int = 0, teacher=None,
                  augmented_views: int = 0, augmentation: str = "affine", vote_readout: float = 0.0,
                  warm_head: bool = False, distil=(), distil_weight: float = 1.0, bf16: bool = False,
-                 device: str = "cpu", log: Log = print) -> dict:
+                 valid_every: int = 1, device: str = "cpu", log: Log = print) -> dict:
     """FECNet: a frozen trunk and the embedding head trained with the triplet loss on FER+ vote
     triplets, or on FEC's human triplets when train_dir is a `fec download` folder (load_triplet_faces).
 
@@ -324,9 +324,9 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
             schedule.step()
             total += loss.item()
         seconds = time.time() - t0
-        acc = triplet_eval(model, x_valid, names, triplets)["l2"]
-        metrics = {"epoch": epoch + 1, "train_loss": total / steps_per_epoch, "seconds": round(seconds, 1),
-                   "valid_triplet_accuracy": acc}
+        metrics = {"epoch": epoch + 1, "train_loss": total / steps_per_epoch, "seconds": round(seconds, 1)}
+        if validates(epoch, epochs, valid_every):
+            metrics["valid_triplet_accuracy"] = triplet_eval(model, x_valid, names, triplets)["l2"]
         history.append(metrics)
         log(json.dumps(metrics))
         checkpointer.save(saved, optimizer, epoch + 1, history)
@@ -338,6 +338,7 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
              "tune_blocks": tune_blocks, "teacher": str(teacher) if teacher else None,
              "augmented_views": augmented_views, "augmentation": augmentation if augmented_views else None,
              "vote_readout": vote_readout, "warm_head": warm_head, "distil": [str(c) for c in distil],
-             "distil_weight": distil_weight if distil else None, "bf16": bf16, "device": str(device)}
+             "distil_weight": distil_weight if distil else None, "bf16": bf16, "valid_every": valid_every,
+             "device": str(device)}
     save_checkpoint(model, out, final)
     return final
