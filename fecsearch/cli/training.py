@@ -27,6 +27,14 @@ def train():
     """Train the paper's models (AFFNet-CL baseline, FECNet embedding)."""
 
 
+def valid_every_option(f):
+    """--valid-every, for both trainers: how often an epoch ends with a measurement on --valid."""
+    return click.option("--valid-every", default=1, show_default=True,
+                        help="Measure --valid after every Nth epoch and after the last; 0: after the last only. "
+                             "The weights do not depend on it (each epoch reseeds its own generator); it saves "
+                             "time.")(f)
+
+
 @train.command("affnet")
 @click.option("--train", "train_dir", required=True, type=click.Path(exists=True, path_type=Path),
               help="FER+ folder with label.csv, or a folder per class (CK+48, AffectNet).")
@@ -50,9 +58,7 @@ def train():
                    "Beta(MIXUP, MIXUP); 0 turns it off.")
 @click.option("--bf16", is_flag=True,
               help="Forward passes in bfloat16 (weights stay float32): 2.3x to 3.2x faster on a CPU with AMX.")
-@click.option("--valid-every", default=1, show_default=True,
-              help="Measure --valid after every Nth epoch and after the last; 0: after the last only. The "
-                   "weights do not depend on it (each epoch reseeds its own generator); it saves time.")
+@valid_every_option
 @click.option("--device", default=None,
               help="cpu, cuda or cuda:N (default: cuda where torch sees a GPU, else cpu). The model cards' times "
                    "and numbers were measured on a CPU; a GPU trains a similar model, not the same bits.")
@@ -133,9 +139,7 @@ def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, 
 @click.option("--bf16", is_flag=True,
               help="Forward passes in bfloat16 (weights, loss and optimiser stay float32): for the paper's "
                    "wide head on a pretrained trunk's maps, much faster on a CPU with AMX.")
-@click.option("--valid-every", default=1, show_default=True,
-              help="Measure --valid after every Nth epoch and after the last; 0: after the last only. The "
-                   "weights do not depend on it (each epoch reseeds its own generator); it saves time.")
+@valid_every_option
 @click.option("--device", default=None,
               help="cpu, cuda or cuda:N (default: cuda where torch sees a GPU, else cpu). The model cards' times "
                    "and numbers were measured on a CPU; a GPU trains a similar model, not the same bits.")
