@@ -100,6 +100,51 @@ def test_train_affnet_fine_tunes_the_whole_faceres_trunk(ferplus_valid, tmp_path
     assert moved == {"stem", *range(FaceResTrunk.cut)}
 
 
+def test_train_affnet_tunes_upper_faceres_blocks_without_a_cache(ferplus_valid, tmp_path):
+    """--tune-blocks 8 --no-feature-cache: the 8 upper blocks learn on augmented faces (no cache is
+    built), the stem and the 3 blocks below keep the converted weights to the bit; the run records
+    that it had no cache."""
+    from safetensors.torch import load_file
+
+    from fecsearch.models.trunks import load_faceres_weights
+
+    small = small_ferplus(ferplus_valid, tmp_path, faces=32)
+    out = tmp_path / "upper.safetensors"
+    result = run_cli("train", "affnet", "--model", "affnet-faceres-cl-p", "--train", small, "--valid", small,
+                     "--out", out, "--epochs", 1, "--batch-size", 16, "--soft-labels", "--trunk-lr", 1e-3,
+                     "--tune-blocks", 8, "--no-feature-cache", "--bf16")
+    assert "feature cache" not in result.output
+    metrics = metrics_of(out)
+    assert metrics["tune_blocks"] == 8 and not metrics["feature_cache"] and not metrics["whole_trunk_tuned"]
+    tuned, original = load_file(str(out)), load_faceres_weights()
+    prefix = "trunk.net."
+    moved = {"stem" if k.startswith(prefix + "stem") else int(k[len(prefix + "blocks."):].split(".")[0])
+             for k, v in tuned.items() if k.startswith(prefix) and not torch_equal(v, original, k)}
+    assert moved == set(range(3, 11))
+
+
+def test_bf16_feature_cache_is_float32_cache_to_bf16_rounding(ferplus_valid):
+    """cached_features(bf16=True): the same (views, faces, C, H, W) cache of a trained lite-x2-sized
+    trunk, within bfloat16's rounding of the float32 cache, but not equal to it (autocast ran)."""
+    import torch
+
+    from fecsearch.models.config import get_config
+    from fecsearch.models.preprocess import load_prepared
+    from fecsearch.models.registry import create_model
+    from fecsearch.train.common import cached_features
+
+    config = get_config("fecnet-lite-16d")
+    paths = sorted(ferplus_valid.glob("*.png"))[:64]
+    faces = load_prepared(paths, config.preprocess)
+    trunk = create_model("fecnet-lite-16d").trunk
+    plain = cached_features(trunk, faces).float()
+    fast = cached_features(trunk, faces, bf16=True).float()
+    assert fast.shape == plain.shape == (2, 64, *plain.shape[2:])
+    error = (fast - plain).abs().max() / plain.abs().max()
+    assert 0 < error < 0.03, error
+    assert torch.corrcoef(torch.stack([fast.flatten(), plain.flatten()]))[0, 1] > 0.999
+
+
 def test_affine_augmentation_on_ferplus_faces(ferplus_valid, tmp_path):
     """`--augment affine`: with every range at zero a face comes back as itself or its mirror image;
     with the defaults each face is moved its own way, stays close to the face, the same for a seed;

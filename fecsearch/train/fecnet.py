@@ -152,7 +152,7 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
                  trunk_lr: float = 0.0, agreement: str = "strong", tune_blocks: int = 0, teacher=None,
                  augmented_views: int = 0, augmentation: str = "affine", vote_readout: float = 0.0,
                  warm_head: bool = False, distil=(), distil_weight: float = 1.0, bf16: bool = False,
-                 valid_every: int = 1, device: str = "cpu", log: Log = print) -> dict:
+                 bf16_cache: bool = False, valid_every: int = 1, device: str = "cpu", log: Log = print) -> dict:
     """FECNet: a frozen trunk and the embedding head trained with the triplet loss on FER+ vote
     triplets, or on FEC's human triplets when train_dir is a `fec download` folder (load_triplet_faces).
 
@@ -174,7 +174,8 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     (ensemble_vectors) become targets for the new model's, distil_weight times the mean squared
     difference joining the loss: one network learns what several agree on.
     bf16=True runs each step's forward pass in bfloat16 (autocast, channels-last); weights, gradients,
-    the optimiser and the loss stay float32.
+    the optimiser and the loss stay float32. bf16_cache=True computes the feature cache in bfloat16
+    too (cached_features: 2.6x faster for a lite-x2 trunk here, not the float32 cache's bits).
     device: where the network trains ("cpu", "cuda", "cuda:N"); faces, the feature cache and the
     triplets stay in host memory, and each batch goes to the device.
     """
@@ -243,7 +244,8 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     if feature_cache:
         t0 = time.time()
         # (2 + K, N, C, H, W): original, mirrored, then K moved views
-        cache = cached_features(lower, x_train, augmented_views=augmented_views, augmentation=augmentation, seed=seed)
+        cache = cached_features(lower, x_train, augmented_views=augmented_views, augmentation=augmentation, seed=seed,
+                                bf16=bf16_cache)
         log(f"feature cache: {tuple(cache.shape)} in {time.time() - t0:.0f}s")
     groups = [{"params": model.head.parameters(), "lr": lr}]
     if fine_tune:
@@ -338,7 +340,8 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
              "tune_blocks": tune_blocks, "teacher": str(teacher) if teacher else None,
              "augmented_views": augmented_views, "augmentation": augmentation if augmented_views else None,
              "vote_readout": vote_readout, "warm_head": warm_head, "distil": [str(c) for c in distil],
-             "distil_weight": distil_weight if distil else None, "bf16": bf16, "valid_every": valid_every,
+             "distil_weight": distil_weight if distil else None, "bf16": bf16,
+             "bf16_cache": bf16_cache and cache is not None, "valid_every": valid_every,
              "device": str(device)}
     save_checkpoint(model, out, final)
     return final
