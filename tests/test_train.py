@@ -330,6 +330,25 @@ def test_bf16_training_computes_the_same_loss_and_keeps_float32_weights(ferplus_
     assert any(not (plain_weights[k] == fast_weights[k]).all() for k in plain_weights)
 
 
+def test_train_fecnet_bf16_cache_trains_as_the_float32_cache_does(ferplus_valid, tmp_path):
+    """`train fecnet --bf16 --bf16-cache`: the run records its bfloat16 cache, its loss is the float32
+    cache's to within rounding, and its weights are not the same bits (the cache did change)."""
+    from safetensors.torch import load_file
+
+    small = small_ferplus(ferplus_valid, tmp_path, 400)
+    runs = {}
+    for cache in ([], ["--bf16-cache"]):
+        out = tmp_path / f"cache{len(cache)}.safetensors"
+        run_cli("train", "fecnet", "--train", small, "--valid", small, "--out", out, "--trunk", TRUNK, "--epochs", 1,
+                "--steps", 4, "--per-type", 4, "--bf16", *cache)
+        runs[bool(cache)] = (metrics_of(out), load_file(str(out)))
+    (plain, plain_weights), (fast, fast_weights) = runs[False], runs[True]
+    assert plain["bf16_cache"] is False and fast["bf16_cache"] is True
+    loss, fast_loss = plain["history"][0]["train_loss"], fast["history"][0]["train_loss"]
+    assert abs(fast_loss - loss) < 0.02 * loss, (loss, fast_loss)
+    assert any(not plain_weights[k].equal(fast_weights[k]) for k in plain_weights)
+
+
 def test_train_fecnet_distils_an_ensemble_of_fecnets(ferplus_valid, tmp_path):
     """--distil: the ensemble's distances between a batch's faces become targets. The ensemble's
     vectors are unit vectors of 16 x checkpoints, each checkpoint's part its mirror-averaged embedding;

@@ -58,7 +58,7 @@ def valid_every_option(f):
                    "Beta(MIXUP, MIXUP); 0 turns it off.")
 @click.option("--feature-cache/--no-feature-cache", default=True, show_default=True,
               help="With --tune-blocks below all of them: cache the frozen blocks' output once (flips only), or "
-                   "run them at every step on augmented faces without gradients (FaceRes, --tune-blocks 8: 0.64x "
+                   "run them at every step on augmented faces without gradients (FaceRes, --tune-blocks 8: 0.63x "
                    "the time of tuning all 11).")
 @click.option("--bf16", is_flag=True,
               help="Forward passes in bfloat16 (weights stay float32): 2.3x to 3.2x faster on a CPU with AMX.")
