@@ -33,9 +33,10 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
     all of its blocks (FaceRes: 11) trains the whole trunk, stem included, on augmented faces with
     no cache (a cache of the stem's output alone would take 11 GB for FER+ train at 112 px).
     feature_cache=False with fewer blocks than that trains them on augmented faces too, the frozen
-    lower blocks run at every step without gradients: the highest-resolution blocks, the costliest
-    to train, keep their pretrained weights (FaceRes: 0.68 s a step of 128 faces at 112 px with the
-    stem and 3 blocks frozen, against 1.06 s with every block learning).
+    lower blocks run at every step without gradients (their weights need none, and the faces none):
+    the highest-resolution blocks, the costliest to train, keep their pretrained weights (FaceRes with
+    the stem and 3 blocks frozen: 148 s an epoch against 234 s with every block learning;
+    benchmarks/RESULTS.md, "Three networks from scratch in 85 minutes").
     augmentation: "shift" (flips and 3-pixel shifts) or "affine" (flips, rotation, zoom, shift,
     contrast and brightness), for a trunk trained from scratch.
     mixup > 0: each batch is blended with itself in another order, inputs and targets (one-hot or vote
@@ -71,7 +72,7 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
             lower, upper = model.trunk.split(tune_blocks)
             upper.requires_grad_(True)
             if not feature_cache:
-                below = _without_gradients(lower)
+                below = lower
     model.to(device)
     train, valid = read_labelled(train_dir), read_labelled(valid_dir)
     t0 = time.time()
@@ -153,11 +154,3 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
              "feature_cache": cache is not None, "device": str(device)}
     save_checkpoint(model, out, final)
     return final
-
-
-def _without_gradients(network: torch.nn.Module):
-    """network's forward pass in no_grad: frozen blocks keep no activations for a backward pass."""
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return network(x)
-    return forward
