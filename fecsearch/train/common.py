@@ -28,8 +28,9 @@ def cached_features(network: torch.nn.Module, x: torch.Tensor, batch: int = 256,
     augmented_views=K, K more views of every face follow them, (2 + K, N, ...): each view is the face
     moved by `augmentation` (augmented()), drawn with its own seed.
 
-    bf16=True runs the network in bfloat16 (autocast), its weights laid out channels-last: 2.6x (lite-x2
-    trunk) and 1.6x (FaceRes at 112 px) the faces a second here. The cache then differs from a float32
+    bf16=True runs the network in bfloat16 (autocast), its weights laid out channels-last: FER+ train's
+    cache in 67 s against 225 s (lite-x2 trunk) and 114 s against 177 s (FaceRes at 112 px) here
+    (benchmarks/RESULTS.md, "Three networks from scratch in 85 minutes"). The cache then differs from a float32
     one by bfloat16's rounding (3 significant digits), so a run with it is not the same bits."""
     network.eval()
     device = next(network.parameters()).device
