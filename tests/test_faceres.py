@@ -11,7 +11,8 @@ from sklearn.metrics import roc_auc_score
 from fecsearch.faces.images import load_image
 from fecsearch.models import create_model, get_config, prepare_face
 from fecsearch.models.build_faceres import extract
-from fecsearch.models.mobilenet import MobileNetV1, SamePad, load_trunk_state
+from fecsearch.models import mobilenet
+from fecsearch.models.mobilenet import Float32OnCpu, MobileNetV1, SamePad, load_trunk_state
 from fecsearch.models.preprocess import load_prepared
 from fecsearch.models.trunks import FaceResTrunk, load_faceres_weights
 
@@ -59,6 +60,42 @@ def test_tensorflow_same_padding():
     padded = pad(torch.ones(1, 1, 4, 4))
     assert padded[0, 0, :4, :4].eq(1).all() and padded[0, 0, 4].eq(0).all() and padded[0, 0, :, 4].eq(0).all()
     assert SamePad(3, 1)(torch.zeros(1, 1, 5, 5)).shape == (1, 1, 7, 7)
+
+
+def test_strided_depthwise_layers_train_in_float32_under_bf16_autocast(monkeypatch):
+    """Under bfloat16 autocast on a CPU (`train --bf16`), FaceRes's stride-2 depthwise units compute in
+    float32, to the bit what float32 makes of their bfloat16 input; every other layer stays bfloat16,
+    gradients reach the stem, and outside autocast (inference) the trunk is unchanged."""
+    trunk = FaceResTrunk()
+    units = [m for m in trunk.modules() if isinstance(m, Float32OnCpu)]
+    # blocks 2, 4 and 6 of the first 11 stride by 2; the stem is a full conv, not a depthwise one
+    assert len(units) == 3 and all(u[1].stride == (2, 2) and u[1].groups == u[1].in_channels > 1 for u in units)
+    x = torch.rand(2, units[0][1].in_channels, 56, 56).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = units[0](x)
+        after = trunk.net.blocks[1][1](inside)
+    assert inside.dtype == torch.float32 and after.dtype == torch.bfloat16
+    assert torch.equal(inside, units[0](x.float()))
+    monkeypatch.setattr(mobilenet, "STRIDED_DEPTHWISE_IN_FLOAT32", False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert units[0](x).dtype == torch.bfloat16
+    monkeypatch.setattr(mobilenet, "STRIDED_DEPTHWISE_IN_FLOAT32", True)
+    faces = torch.rand(2, 3, 112, 112) * 255
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        trunk(faces).float().square().mean().backward()
+    assert trunk.net.stem[1].weight.grad is not None and trunk.net.stem[1].weight.grad.abs().sum() > 0
+    with torch.inference_mode():
+        plain = MobileNetV1(upto=11)
+        plain.load_state_dict(trunk.net.state_dict())
+        for unit in plain.modules():  # the same layers as plain nn.Sequential units
+            if isinstance(unit, Float32OnCpu):
+                unit.__class__ = torch.nn.Sequential
+        assert torch.equal(trunk.eval()(faces), plain.eval()(faces))
+    # torch.fx still traces the network whole, so inference folds its BatchNorms
+    from fecsearch.models.network import InferenceNetwork
+
+    assert isinstance(InferenceNetwork(create_model("fecnet-faceres-16d", random_init=True)).network,
+                      torch.fx.GraphModule)
 
 
 def test_expression_trunk_is_the_cut_network():

@@ -304,6 +304,30 @@ def test_mixup_blends_faces_and_their_votes(ferplus_valid, tmp_path):
     assert result.exit_code != 0 and "--mixup must be 0 (off) or more, not -1.0" in result.output
 
 
+def test_head_gradient_keeps_the_maps_channels_last_layout():
+    """Under `--bf16` the head's maps are channels-last; pooling's backward would hand BatchNorm a
+    gradient in the default layout (a slow path). channels_last_gradient returns the same gradient,
+    value for value, in channels-last layout, and leaves maps in the default layout alone."""
+    import torch
+    import torch.nn.functional as F
+
+    from fecsearch.models.heads import channels_last_gradient
+
+    maps = torch.rand(3, 8, 5, 5).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    weights = torch.rand(3, 8)
+    grads = []
+    for wrap in (False, True):
+        below = maps * 2  # the norm's output: what receives the gradient
+        below.register_hook(grads.append)
+        x = channels_last_gradient(below) if wrap else below
+        assert torch.equal(x, below)
+        (F.adaptive_avg_pool2d(x, 1).flatten(1) * weights).sum().backward()
+    assert not grads[0].is_contiguous(memory_format=torch.channels_last)
+    assert grads[1].is_contiguous(memory_format=torch.channels_last) and torch.equal(grads[0], grads[1])
+    plain = torch.rand(3, 8, 5, 5, requires_grad=True)
+    assert channels_last_gradient(plain) is plain
+
+
 @pytest.mark.parametrize("command", ["affnet", "fecnet"])
 def test_bf16_training_computes_the_same_loss_and_keeps_float32_weights(ferplus_valid, tmp_path, command):
     """`train affnet --bf16` and `train fecnet --bf16`: forward passes in bfloat16 give the float32

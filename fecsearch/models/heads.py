@@ -31,6 +31,38 @@ class DenseBlock(nn.Sequential):
         self.out_channels = in_channels + layers * growth
 
 
+# Off: the gradient keeps pooling's layout, as in the weights trained before 2026-12-07
+# (benchmarks/bench_train_steps.py compares the two in one run).
+CHANNELS_LAST_GRADIENT = True
+
+
+class _ChannelsLastGradient(torch.autograd.Function):
+    """Identity forward; backward hands on its gradient in channels-last layout.
+
+    Pooling's backward returns a gradient in the default layout. Under bfloat16 training the maps
+    above it are channels-last, and BatchNorm's backward over mixed layouts takes a slow path: 5x
+    the time of the same layouts for the DenseNet block's final norm (the largest in the head).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous(memory_format=torch.channels_last)
+
+
+def channels_last_gradient(x: torch.Tensor) -> torch.Tensor:
+    """x, whose gradient keeps x's channels-last layout (only where training needs it)."""
+    if isinstance(x, torch.fx.Proxy):  # a trace for inference (InferenceNetwork) has no gradient
+        return x
+    if CHANNELS_LAST_GRADIENT and x.requires_grad and x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
+            memory_format=torch.channels_last):
+        return _ChannelsLastGradient.apply(x)
+    return x
+
+
 class FeatureHead(nn.Module):
     """1x1 conv -> DenseNet block -> average pool -> FC: the part FECNet trains on a frozen trunk.
 
@@ -50,7 +82,7 @@ class FeatureHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = self.block(self.reduce(features))
-        x = F.relu6(self.norm(x))
+        x = channels_last_gradient(F.relu6(self.norm(x)))
         x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
         return self.fc(x)
 

@@ -46,10 +46,34 @@ class SamePad(nn.Module):
         return same_pad(x, self.kernel, self.stride)
 
 
+# Off: every layer in bfloat16 under autocast, as the weights trained before 2026-12-07 were
+# (benchmarks/bench_train_steps.py compares the two in one run).
+STRIDED_DEPTHWISE_IN_FLOAT32 = True
+
+
+class Float32OnCpu(nn.Sequential):
+    """Layers that run in float32 on a CPU even under bfloat16 autocast (training with --bf16).
+
+    oneDNN's bfloat16 backward of a stride-2 depthwise conv is 2.5x to 12x slower on this
+    project's CPU than its float32 one (the three such layers below conv_pw_11 took a third of a
+    FaceRes training step; benchmarks/RESULTS.md, "Faster bfloat16 training steps"). Outside
+    autocast, and on a GPU, it is a plain nn.Sequential: inference and the weights' names are unchanged.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # a torch.fx trace (InferenceNetwork folding BatchNorms) records the plain layers
+        if (isinstance(x, torch.fx.Proxy) or not STRIDED_DEPTHWISE_IN_FLOAT32 or x.device.type != "cpu"
+                or not torch.is_autocast_enabled("cpu")):
+            return super().forward(x)
+        with torch.autocast("cpu", enabled=False):
+            return super().forward(x.float())
+
+
 def conv_unit(cin: int, cout: int, kernel: int, stride: int, groups: int = 1) -> nn.Sequential:
     """conv (BatchNorm folded in: the bias) -> ReLU6, with TensorFlow's padding."""
-    return nn.Sequential(SamePad(kernel, stride), nn.Conv2d(cin, cout, kernel, stride, groups=groups, bias=True),
-                         nn.ReLU6(inplace=True))
+    unit = Float32OnCpu if groups > 1 and stride > 1 else nn.Sequential
+    return unit(SamePad(kernel, stride), nn.Conv2d(cin, cout, kernel, stride, groups=groups, bias=True),
+                nn.ReLU6(inplace=True))
 
 
 class MobileNetV1(nn.Module):

@@ -1,0 +1,126 @@
+"""Training-step time under `--bf16` with and without the two layout fixes of 2026-12-07, in one run.
+
+    uv run python benchmarks/bench_train_steps.py
+
+The fixes (both on by default in fecsearch; off reproduces the weights trained before them):
+- `models.mobilenet.STRIDED_DEPTHWISE_IN_FLOAT32`: FaceRes's stride-2 depthwise units compute in
+  float32 under bfloat16 autocast (oneDNN's bfloat16 backward of those layers is slow on this CPU);
+- `models.heads.CHANNELS_LAST_GRADIENT`: the gradient reaching the FECNet/AFFNet head's last
+  BatchNorm keeps the maps' channels-last layout (BatchNorm's backward over mixed layouts is slow).
+
+Steps as `train affnet --bf16` (a batch of 128 faces through trunk and classifier, soft-label
+cross-entropy, backward, Adam; FaceRes with every block learning, `--tune-blocks 11`) and as
+`train fecnet --bf16` above a feature cache (90 triplets' maps through the FECNet head, eq. (1),
+backward, Adam). Off and on alternate, --rounds times, each round the median of --steps steps after
+two warm-up steps; the ratio is on / off per round, and the script reports each model's median ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def set_fixes(on: bool) -> None:
+    from fecsearch.models import heads, mobilenet
+
+    mobilenet.STRIDED_DEPTHWISE_IN_FLOAT32 = on
+    heads.CHANNELS_LAST_GRADIENT = on
+
+
+def classifier_step(model, optimizer, faces: torch.Tensor, votes: torch.Tensor) -> None:
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model.head(model.trunk(faces))
+    loss = F.cross_entropy(logits.float(), votes)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+def head_step(head, optimizer, maps: torch.Tensor, odd: torch.Tensor, margin: torch.Tensor) -> None:
+    from fecsearch.train.fecnet import triplet_loss
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        e = head(maps).float().view(len(odd), 3, -1)
+    loss = triplet_loss(e[:, 0], e[:, 1], e[:, 2], odd, margin)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+def make_step(model_name: str, valid):
+    """A closure running one training step of model_name as `--bf16` trains it, on FER+ valid faces."""
+    from fecsearch.models.config import get_config
+    from fecsearch.models.preprocess import load_prepared
+    from fecsearch.models.registry import create_model
+
+    torch.manual_seed(0)
+    config = get_config(model_name)
+    model = create_model(model_name, random_init=True)
+    if config.family == "affnet":
+        faces = load_prepared(valid.paths[:128], config.preprocess).float()
+        faces = faces.contiguous(memory_format=torch.channels_last)
+        votes = torch.from_numpy(valid.votes[:128]).float()
+        model.train().to(memory_format=torch.channels_last)
+        optimizer = torch.optim.Adam(model.parameters(), 1e-4)
+        return lambda: classifier_step(model, optimizer, faces, votes)
+    faces = load_prepared(valid.paths[:270], config.preprocess).float()
+    with torch.no_grad():
+        maps = model.trunk.eval()(faces).contiguous(memory_format=torch.channels_last)  # the feature cache
+    head = model.head.train().to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(head.parameters(), 5e-4)
+    odd, margin = torch.randint(1, 4, (90,)), torch.full((90,), 0.2)
+    return lambda: head_step(head, optimizer, maps, odd, margin)
+
+
+def median_ms(step, steps: int) -> float:
+    times = []
+    for _ in range(steps + 2):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times[2:]) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--model", action="append",
+                        help="default: affnet-faceres-cl-p, fecnet-faceres-16d, affnet-lite-x2-cl-p, fecnet-lite-x2-16d")
+    args = parser.parse_args()
+    from fecsearch.data.labels import read_ferplus
+
+    valid = read_ferplus(DATA / "ferplus" / "valid")
+    models = args.model or ["affnet-faceres-cl-p", "fecnet-faceres-16d", "affnet-lite-x2-cl-p", "fecnet-lite-x2-16d"]
+    results = {}
+    for name in models:
+        step = make_step(name, valid)
+        rows = []
+        for _ in range(args.rounds):
+            timed = {}
+            for on in (False, True):
+                set_fixes(on)
+                timed[on] = median_ms(step, args.steps)
+            rows.append((timed[False], timed[True]))
+        set_fixes(True)
+        ratio = statistics.median(on / off for off, on in rows)
+        results[name] = {"ms_off": [round(off, 1) for off, _ in rows], "ms_on": [round(on, 1) for _, on in rows],
+                         "ratio_on_to_off": round(ratio, 3)}
+        print(f"{name:22} off {statistics.median(r[0] for r in rows):6.0f} ms  on "
+              f"{statistics.median(r[1] for r in rows):6.0f} ms  ratio {ratio:.2f}", flush=True)
+    print(json.dumps({"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
+                      "threads": torch.get_num_threads(), "steps": args.steps, "rounds": args.rounds,
+                      "models": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
