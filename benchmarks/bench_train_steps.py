@@ -1,6 +1,8 @@
 """Training-step time under `--bf16` with and without the two layout fixes of 2026-12-07, in one run.
 
     uv run python benchmarks/bench_train_steps.py
+    uv run python benchmarks/bench_train_steps.py --layers    # the stride-2 depthwise convs alone
+    uv run python benchmarks/bench_train_steps.py --profile affnet-faceres-cl-p   # where a step's time goes
 
 The fixes (both on by default in fecsearch; off reproduces the weights trained before them):
 - `models.mobilenet.STRIDED_DEPTHWISE_IN_FLOAT32`: FaceRes's stride-2 depthwise units compute in
@@ -90,16 +92,53 @@ def median_ms(step, steps: int) -> float:
     return statistics.median(times[2:]) * 1000
 
 
+def depthwise_ms(channels: int, size: int, dtype: torch.dtype, steps: int) -> float:
+    """One stride-2 3x3 depthwise conv alone, forward and backward, batch of 128, channels-last."""
+    x = torch.randn(128, channels, size, size).contiguous(memory_format=torch.channels_last).to(dtype)
+    x.requires_grad_(True)
+    weight = (torch.randn(channels, 1, 3, 3) * 0.1).to(dtype).requires_grad_(True)
+
+    def step():
+        y = F.conv2d(x, weight, None, 2, 0, 1, channels)
+        y.backward(torch.ones_like(y))
+    return median_ms(step, steps)
+
+
+def profile(model_name: str, valid, steps: int) -> None:
+    """torch.profiler's table of one model's --bf16 steps with the fixes off, by operator and shape."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as run_profile
+
+    set_fixes(False)
+    step = make_step(model_name, valid)
+    step()
+    with run_profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(steps):
+            step()
+    set_fixes(True)
+    print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=15))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--model", action="append",
                         help="default: affnet-faceres-cl-p, fecnet-faceres-16d, affnet-lite-x2-cl-p, fecnet-lite-x2-16d")
+    parser.add_argument("--layers", action="store_true",
+                        help="only the stride-2 depthwise convs alone, bfloat16 against float32")
+    parser.add_argument("--profile", metavar="MODEL", help="only torch.profiler's table of MODEL's steps, fixes off")
     args = parser.parse_args()
     from fecsearch.data.labels import read_ferplus
 
     valid = read_ferplus(DATA / "ferplus" / "valid")
+    if args.profile:
+        return profile(args.profile, valid, 3)
+    if args.layers:
+        for channels, size in ((64, 57), (128, 29), (256, 15)):  # FaceRes's, padded, at 112 px
+            bf16, fp32 = (depthwise_ms(channels, size, d, args.steps) for d in (torch.bfloat16, torch.float32))
+            print(f"stride-2 depthwise, {channels} channels, {size} px: bfloat16 {bf16:.0f} ms, float32 {fp32:.0f} ms")
+        return
     models = args.model or ["affnet-faceres-cl-p", "fecnet-faceres-16d", "affnet-lite-x2-cl-p", "fecnet-lite-x2-16d"]
     results = {}
     for name in models:

@@ -328,6 +328,34 @@ def test_head_gradient_keeps_the_maps_channels_last_layout():
     assert channels_last_gradient(plain) is plain
 
 
+def test_legacy_bf16_trains_as_the_code_without_the_layout_fixes(ferplus_valid, tmp_path, monkeypatch):
+    """`--bf16 --legacy-bf16` gives, to the bit, the weights of bfloat16 training with the layout fixes
+    taken out of the code (how the weights shipped before them were trained); without it the fixes
+    run and the weights differ; the run records which, and the switches are restored afterwards."""
+    import torch
+    from safetensors.torch import load_file
+
+    from fecsearch.models import heads, mobilenet
+
+    small = small_ferplus(ferplus_valid, tmp_path, 48)
+    args = ["--model", "affnet-lite-x2-cl-p", "--epochs", 1, "--batch-size", 16, "--soft-labels", "--bf16"]
+
+    def train(name, *extra):
+        out = tmp_path / f"{name}.safetensors"
+        run_cli("train", "affnet", "--train", small, "--valid", small, "--out", out, *args, *extra)
+        return metrics_of(out), load_file(str(out))
+
+    (legacy_run, legacy), (fixed_run, fixed) = train("legacy", "--legacy-bf16"), train("fixed")
+    assert legacy_run["legacy_bf16"] is True and fixed_run["legacy_bf16"] is False
+    assert mobilenet.STRIDED_DEPTHWISE_IN_FLOAT32 and heads.CHANNELS_LAST_GRADIENT
+    with monkeypatch.context() as patch:
+        patch.setattr(heads, "channels_last_gradient", lambda x: x)
+        patch.setattr(mobilenet.Float32OnCpu, "forward", torch.nn.Sequential.forward)
+        _, without = train("without")
+    assert all(torch.equal(legacy[k], without[k]) for k in legacy)
+    assert any(not torch.equal(legacy[k], fixed[k]) for k in legacy)
+
+
 @pytest.mark.parametrize("command", ["affnet", "fecnet"])
 def test_bf16_training_computes_the_same_loss_and_keeps_float32_weights(ferplus_valid, tmp_path, command):
     """`train affnet --bf16` and `train fecnet --bf16`: forward passes in bfloat16 give the float32

@@ -62,12 +62,16 @@ def valid_every_option(f):
                    "the time of tuning all 11).")
 @click.option("--bf16", is_flag=True,
               help="Forward passes in bfloat16 (weights stay float32): 2.3x to 3.2x faster on a CPU with AMX.")
+@click.option("--legacy-bf16", is_flag=True,
+              help="With --bf16: every layer in bfloat16, as before 2026-12-07, without the layout fixes that "
+                   "make steps 0.72x to 0.96x as long (benchmarks/bench_train_steps.py); it repeats weights "
+                   "trained then bit for bit.")
 @valid_every_option
 @click.option("--device", default=None,
               help="cpu, cuda or cuda:N (default: cuda where torch sees a GPU, else cpu). The model cards' times "
                    "and numbers were measured on a CPU; a GPU trains a similar model, not the same bits.")
 def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, seed, soft_labels, trunk_lr,
-                 tune_blocks, augmentation, mixup, feature_cache, bf16, valid_every, device):
+                 tune_blocks, augmentation, mixup, feature_cache, bf16, legacy_bf16, valid_every, device):
     """AFFNet-CL: trunk, head and an 8-way emotion classifier trained end to end.
 
     Resumes from OUT's .state.pt if a previous run was interrupted.
@@ -85,7 +89,8 @@ def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, 
 
     try:
         train_classifier(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, seed, soft_labels,
-                         trunk_lr, tune_blocks, augmentation, mixup=mixup, bf16=bf16, valid_every=valid_every,
+                         trunk_lr, tune_blocks, augmentation, mixup=mixup, bf16=bf16, legacy_bf16=legacy_bf16,
+                         valid_every=valid_every,
                          feature_cache=feature_cache, device=training_device(device), log=click.echo)
     except ValueError as err:
         fail(str(err))
@@ -146,6 +151,10 @@ def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, 
 @click.option("--bf16-cache", is_flag=True,
               help="Compute the frozen trunk's feature cache in bfloat16 too: 3.4x faster for a lite-x2 trunk on a "
                    "CPU with AMX; the cache then differs from a float32 one by bfloat16's rounding.")
+@click.option("--legacy-bf16", is_flag=True,
+              help="With --bf16: every layer in bfloat16, as before 2026-12-07, without the layout fixes that "
+                   "make steps 0.72x to 0.96x as long (benchmarks/bench_train_steps.py); it repeats weights "
+                   "trained then bit for bit.")
 @valid_every_option
 @click.option("--device", default=None,
               help="cpu, cuda or cuda:N (default: cuda where torch sees a GPU, else cpu). The model cards' times "
@@ -153,7 +162,7 @@ def train_affnet(train_dir, valid_dir, out, model_name, epochs, batch_size, lr, 
 def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs, steps_per_epoch,
                  triplets_per_type, lr, seed, feature_cache, triplet_source, trunk_lr, agreement, tune_blocks, teacher,
                  augmented_views, augmentation, vote_readout, warm_head, distil, distil_weight, bf16, bf16_cache,
-                 valid_every, device):
+                 legacy_bf16, valid_every, device):
     """FECNet: the embedding head on a frozen trunk, triplet loss of eq. (1) on FER+ vote triplets.
 
     \b
@@ -174,7 +183,7 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name, epochs
             seed, feature_cache, triplet_source, trunk_lr, agreement, tune_blocks, teacher=teacher,
             augmented_views=augmented_views, augmentation=augmentation, vote_readout=vote_readout,
             warm_head=warm_head, distil=distil, distil_weight=distil_weight, bf16=bf16, bf16_cache=bf16_cache,
-            valid_every=valid_every, device=training_device(device), log=click.echo)
+            legacy_bf16=legacy_bf16, valid_every=valid_every, device=training_device(device), log=click.echo)
     except ValueError as err:
         fail(str(err))
     click.echo(f"wrote {out}")

@@ -15,10 +15,11 @@ from fecsearch.models.config import ModelConfig, get_config
 from fecsearch.models.network import build_trunk, pretrained_trunk
 from fecsearch.models.preprocess import load_prepared
 from fecsearch.models.registry import create_model
-from fecsearch.train.common import (Checkpointer, Log, augmented, cached_features, forward_precision, mixed,
-                                    triplet_eval, validates)
+from fecsearch.train.common import (Checkpointer, Log, augmented, bf16_layout_fixes_on, cached_features,
+                                    forward_precision, legacy_bf16_option, mixed, triplet_eval, validates)
 
 
+@legacy_bf16_option
 def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-cl-p", epochs: int = 12,
                      batch_size: int = 128, lr: float = 1e-3, seed: int = 0, soft_labels: bool = False,
                      trunk_lr: float = 0.0, tune_blocks: int = 0, augmentation: str = "shift",
@@ -45,6 +46,8 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
     bf16=True runs the forward pass in bfloat16 (autocast; weights, gradients and the optimiser stay
     float32) in channels-last layout: a step in 0.44x the time (lite trunk) to 0.31x (lite-x2) on a CPU
     with AMX (benchmarks/bench_train_precision.py); slower on a CPU without bfloat16 units.
+    legacy_bf16=True (keyword only) turns off the layout fixes that speed bfloat16 steps up
+    (benchmarks/bench_train_steps.py), to repeat weights trained before them bit for bit.
     device: where the network trains ("cpu", "cuda", "cuda:N"); the faces, their augmentation and
     the feature cache stay in host memory and go to the device a batch at a time.
     """
@@ -150,7 +153,8 @@ def train_classifier(train_dir, valid_dir, out, model_name: str = "affnet-lite-c
     final = {"history": history, "train_dir": str(train_dir), "valid_dir": str(valid_dir), "epochs": epochs,
              "batch_size": batch_size, "lr": lr, "seed": seed, "soft_labels": soft_labels, "frozen_trunk": frozen,
              "trunk_lr": trunk_lr, "tune_blocks": tune_blocks, "whole_trunk_tuned": whole,
-             "augmentation": augmentation, "mixup": mixup, "bf16": bf16, "valid_every": valid_every,
+             "augmentation": augmentation, "mixup": mixup, "bf16": bf16,
+             "legacy_bf16": bf16 and not bf16_layout_fixes_on(), "valid_every": valid_every,
              "feature_cache": cache is not None, "device": str(device)}
     save_checkpoint(model, out, final)
     return final

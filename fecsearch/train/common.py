@@ -169,6 +169,33 @@ def forward_precision(bf16: bool, device: str):
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
+def bf16_layout_fixes_on() -> bool:
+    """Whether bfloat16 training runs with the layout fixes (models.mobilenet.Float32OnCpu,
+    models.heads.channels_last_gradient) that made its steps faster on 2026-12-07."""
+    from fecsearch.models import heads, mobilenet
+
+    return mobilenet.STRIDED_DEPTHWISE_IN_FLOAT32 and heads.CHANNELS_LAST_GRADIENT
+
+
+def legacy_bf16_option(train: Callable) -> Callable:
+    """Adds legacy_bf16=False to a training function: True trains with the layout fixes off, every
+    layer in bfloat16 as before 2026-12-07: slower, and it repeats the weights trained then bit for bit."""
+    import functools
+
+    from fecsearch.models import heads, mobilenet
+
+    @functools.wraps(train)
+    def run(*args, legacy_bf16: bool = False, **kwargs):
+        before = mobilenet.STRIDED_DEPTHWISE_IN_FLOAT32, heads.CHANNELS_LAST_GRADIENT
+        mobilenet.STRIDED_DEPTHWISE_IN_FLOAT32 = heads.CHANNELS_LAST_GRADIENT = not legacy_bf16
+        try:
+            return train(*args, **kwargs)
+        finally:
+            mobilenet.STRIDED_DEPTHWISE_IN_FLOAT32, heads.CHANNELS_LAST_GRADIENT = before
+
+    return run
+
+
 def validates(epoch: int, epochs: int, every: int) -> bool:
     """Whether epoch (0-based) of epochs ends with a measurement on the validation set: every
     `every`th epoch and always the last; every=0 measures the last only. Validation draws no random

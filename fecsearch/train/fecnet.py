@@ -15,8 +15,9 @@ from fecsearch.models.checkpoints import save_checkpoint
 from fecsearch.models.config import get_config, list_models
 from fecsearch.models.network import build_trunk, pretrained_trunk
 from fecsearch.models.registry import create_model
-from fecsearch.train.common import (Checkpointer, Log, TripletFaces, _load_state, augment, cached_features,
-                                    forward_precision, load_triplet_faces, triplet_eval, validates)
+from fecsearch.train.common import (Checkpointer, Log, TripletFaces, _load_state, augment, bf16_layout_fixes_on,
+                                    cached_features, forward_precision, legacy_bf16_option, load_triplet_faces,
+                                    triplet_eval, validates)
 
 
 def triplet_loss(e1, e2, e3, odd: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
@@ -146,6 +147,7 @@ class TripletSampler:
         return ids, odd, margin
 
 
+@legacy_bf16_option
 def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = "fecnet-lite-16d",
                  epochs: int = 20, steps_per_epoch: int = 300, triplets_per_type: int = 30, lr: float = 5e-4,
                  seed: int = 0, feature_cache: bool = True, triplet_source: str = "votes",
@@ -176,6 +178,8 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
     bf16=True runs each step's forward pass in bfloat16 (autocast, channels-last); weights, gradients,
     the optimiser and the loss stay float32. bf16_cache=True computes the feature cache in bfloat16
     too (faster, not the float32 cache's bits; cached_features has the measured times).
+    legacy_bf16=True (keyword only) turns off the layout fixes that speed bfloat16 steps up
+    (benchmarks/bench_train_steps.py), to repeat weights trained before them bit for bit.
     device: where the network trains ("cpu", "cuda", "cuda:N"); faces, the feature cache and the
     triplets stay in host memory, and each batch goes to the device.
     """
@@ -341,6 +345,7 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
              "augmented_views": augmented_views, "augmentation": augmentation if augmented_views else None,
              "vote_readout": vote_readout, "warm_head": warm_head, "distil": [str(c) for c in distil],
              "distil_weight": distil_weight if distil else None, "bf16": bf16,
+             "legacy_bf16": bf16 and not bf16_layout_fixes_on(),
              "bf16_cache": bf16_cache and cache is not None, "valid_every": valid_every,
              "device": str(device)}
     save_checkpoint(model, out, final)
