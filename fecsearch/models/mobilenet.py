@@ -54,8 +54,8 @@ STRIDED_DEPTHWISE_IN_FLOAT32 = True
 class Float32OnCpu(nn.Sequential):
     """Layers that run in float32 on a CPU even under bfloat16 autocast (training with --bf16).
 
-    oneDNN's bfloat16 backward of a stride-2 depthwise conv is 2.5x to 12x slower on this
-    project's CPU than its float32 one (the three such layers below conv_pw_11 took a third of a
+    oneDNN's bfloat16 forward and backward of a stride-2 depthwise conv take 2.4x to 9.6x the time
+    of float32's on this project's CPU (the three such layers below conv_pw_11 took about 30% of a
     FaceRes training step; benchmarks/RESULTS.md, "Faster bfloat16 training steps"). Outside
     autocast, and on a GPU, it is a plain nn.Sequential: inference and the weights' names are unchanged.
     """
