@@ -28,14 +28,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from fecsearch.train.common import set_bf16_layout_fixes
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def set_fixes(on: bool) -> None:
-    from fecsearch.models import heads, mobilenet
-
-    mobilenet.STRIDED_DEPTHWISE_IN_FLOAT32 = on
-    heads.CHANNELS_LAST_GRADIENT = on
 
 
 def classifier_step(model, optimizer, faces: torch.Tensor, votes: torch.Tensor) -> None:
@@ -109,13 +104,13 @@ def profile(model_name: str, valid, steps: int) -> None:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as run_profile
 
-    set_fixes(False)
+    set_bf16_layout_fixes(False)
     step = make_step(model_name, valid)
     step()
     with run_profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(steps):
             step()
-    set_fixes(True)
+    set_bf16_layout_fixes(True)
     print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=15))
 
 
@@ -147,10 +142,10 @@ def main() -> None:
         for _ in range(args.rounds):
             timed = {}
             for on in (False, True):
-                set_fixes(on)
+                set_bf16_layout_fixes(on)
                 timed[on] = median_ms(step, args.steps)
             rows.append((timed[False], timed[True]))
-        set_fixes(True)
+        set_bf16_layout_fixes(True)
         ratio = statistics.median(on / off for off, on in rows)
         results[name] = {"ms_off": [round(off, 1) for off, _ in rows], "ms_on": [round(on, 1) for _, on in rows],
                          "ratio_on_to_off": round(ratio, 3)}

@@ -177,21 +177,27 @@ def bf16_layout_fixes_on() -> bool:
     return mobilenet.STRIDED_DEPTHWISE_IN_FLOAT32 and heads.CHANNELS_LAST_GRADIENT
 
 
+def set_bf16_layout_fixes(on: bool) -> bool:
+    """Turn both layout fixes on or off; returns whether they were on before."""
+    from fecsearch.models import heads, mobilenet
+
+    before = bf16_layout_fixes_on()
+    mobilenet.STRIDED_DEPTHWISE_IN_FLOAT32 = heads.CHANNELS_LAST_GRADIENT = on
+    return before
+
+
 def legacy_bf16_option(train: Callable) -> Callable:
     """Adds legacy_bf16=False to a training function: True trains with the layout fixes off, every
     layer in bfloat16 as before 2026-12-07: slower, and it repeats the weights trained then bit for bit."""
     import functools
 
-    from fecsearch.models import heads, mobilenet
-
     @functools.wraps(train)
     def run(*args, legacy_bf16: bool = False, **kwargs):
-        before = mobilenet.STRIDED_DEPTHWISE_IN_FLOAT32, heads.CHANNELS_LAST_GRADIENT
-        mobilenet.STRIDED_DEPTHWISE_IN_FLOAT32 = heads.CHANNELS_LAST_GRADIENT = not legacy_bf16
+        before = set_bf16_layout_fixes(not legacy_bf16)
         try:
             return train(*args, **kwargs)
         finally:
-            mobilenet.STRIDED_DEPTHWISE_IN_FLOAT32, heads.CHANNELS_LAST_GRADIENT = before
+            set_bf16_layout_fixes(before)
 
     return run
 
