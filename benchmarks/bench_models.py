@@ -28,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 OUT = ROOT / "fecsearch" / "weights" / "measured.json"
-SHIPPED = ["fecnet-lite-x2-pair-faceres-48d", "fecnet-lite-x2-pair-32d", "affnet-lite-x2-cl-p", "fecnet-lite-16d",
+SHIPPED = ["fecnet-lite-x2-pair-faceres-48d-v2", "fecnet-lite-x2-pair-faceres-48d", "fecnet-lite-x2-pair-32d", "affnet-lite-x2-cl-p", "fecnet-lite-16d",
            "affnet-lite-cl-p", "fecnet-faceres-16d", "affnet-faceres-cl-p"]
 
 

@@ -3,6 +3,7 @@
     uv run python benchmarks/bench_train_steps.py
     uv run python benchmarks/bench_train_steps.py --layers    # the stride-2 depthwise convs alone
     uv run python benchmarks/bench_train_steps.py --profile affnet-faceres-cl-p   # where a step's time goes
+    uv run python benchmarks/bench_train_steps.py --compile   # torch.compile'd steps against eager ones
 
 The fixes (both on by default in fecsearch; off reproduces the weights trained before them):
 - `models.mobilenet.STRIDED_DEPTHWISE_IN_FLOAT32`: FaceRes's stride-2 depthwise units compute in
@@ -33,28 +34,29 @@ from fecsearch.train.common import set_bf16_layout_fixes
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def classifier_step(model, optimizer, faces: torch.Tensor, votes: torch.Tensor) -> None:
+def classifier_step(forward, optimizer, faces: torch.Tensor, votes: torch.Tensor) -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        logits = model.head(model.trunk(faces))
+        logits = forward(faces)
     loss = F.cross_entropy(logits.float(), votes)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
 
 
-def head_step(head, optimizer, maps: torch.Tensor, odd: torch.Tensor, margin: torch.Tensor) -> None:
+def head_step(forward, optimizer, maps: torch.Tensor, odd: torch.Tensor, margin: torch.Tensor) -> None:
     from fecsearch.train.fecnet import triplet_loss
 
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        e = head(maps).float().view(len(odd), 3, -1)
+        e = forward(maps).float().view(len(odd), 3, -1)
     loss = triplet_loss(e[:, 0], e[:, 1], e[:, 2], odd, margin)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
 
 
-def make_step(model_name: str, valid):
-    """A closure running one training step of model_name as `--bf16` trains it, on FER+ valid faces."""
+def make_step(model_name: str, valid, compiled: bool = False):
+    """A closure running one training step of model_name as `--bf16` trains it, on FER+ valid faces;
+    with `compiled`, its forward pass (and so its backward) through torch.compile's default backend."""
     from fecsearch.models.config import get_config
     from fecsearch.models.preprocess import load_prepared
     from fecsearch.models.registry import create_model
@@ -68,14 +70,17 @@ def make_step(model_name: str, valid):
         votes = torch.from_numpy(valid.votes[:128]).float()
         model.train().to(memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(model.parameters(), 1e-4)
-        return lambda: classifier_step(model, optimizer, faces, votes)
+        forward = (lambda x: model.head(model.trunk(x)))
+        forward = torch.compile(forward) if compiled else forward
+        return lambda: classifier_step(forward, optimizer, faces, votes)
     faces = load_prepared(valid.paths[:270], config.preprocess).float()
     with torch.no_grad():
         maps = model.trunk.eval()(faces).contiguous(memory_format=torch.channels_last)  # the feature cache
     head = model.head.train().to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(head.parameters(), 5e-4)
     odd, margin = torch.randint(1, 4, (90,)), torch.full((90,), 0.2)
-    return lambda: head_step(head, optimizer, maps, odd, margin)
+    forward = torch.compile(head) if compiled else head
+    return lambda: head_step(forward, optimizer, maps, odd, margin)
 
 
 def median_ms(step, steps: int) -> float:
@@ -123,6 +128,8 @@ def main() -> None:
     parser.add_argument("--layers", action="store_true",
                         help="only the stride-2 depthwise convs alone, bfloat16 against float32")
     parser.add_argument("--profile", metavar="MODEL", help="only torch.profiler's table of MODEL's steps, fixes off")
+    parser.add_argument("--compile", action="store_true",
+                        help="eager steps against torch.compile'd ones (fixes on) instead of fixes off against on")
     args = parser.parse_args()
     from fecsearch.data.labels import read_ferplus
 
@@ -137,19 +144,26 @@ def main() -> None:
     models = args.model or ["affnet-faceres-cl-p", "fecnet-faceres-16d", "affnet-lite-x2-cl-p", "fecnet-lite-x2-16d"]
     results = {}
     for name in models:
-        step = make_step(name, valid)
+        if args.compile:  # two networks from one seed; the compiled one's first step compiles it, untimed
+            steps = {False: make_step(name, valid), True: make_step(name, valid, compiled=True)}
+            steps[True]()
+        else:  # one network, its steps timed with the fixes off and on
+            step = make_step(name, valid)
+            steps = {False: step, True: step}
         rows = []
         for _ in range(args.rounds):
             timed = {}
             for on in (False, True):
-                set_bf16_layout_fixes(on)
-                timed[on] = median_ms(step, args.steps)
+                if not args.compile:
+                    set_bf16_layout_fixes(on)
+                timed[on] = median_ms(steps[on], args.steps)
             rows.append((timed[False], timed[True]))
         set_bf16_layout_fixes(True)
         ratio = statistics.median(on / off for off, on in rows)
-        results[name] = {"ms_off": [round(off, 1) for off, _ in rows], "ms_on": [round(on, 1) for _, on in rows],
-                         "ratio_on_to_off": round(ratio, 3)}
-        print(f"{name:22} off {statistics.median(r[0] for r in rows):6.0f} ms  on "
+        off_key, on_key = ("eager", "compiled") if args.compile else ("off", "on")
+        results[name] = {f"ms_{off_key}": [round(off, 1) for off, _ in rows],
+                         f"ms_{on_key}": [round(on, 1) for _, on in rows], f"ratio_{on_key}_to_{off_key}": round(ratio, 3)}
+        print(f"{name:22} {off_key} {statistics.median(r[0] for r in rows):6.0f} ms  {on_key} "
               f"{statistics.median(r[1] for r in rows):6.0f} ms  ratio {ratio:.2f}", flush=True)
     print(json.dumps({"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
                       "threads": torch.get_num_threads(), "steps": args.steps, "rounds": args.rounds,

@@ -142,10 +142,10 @@ def test_index_refuses_another_model(few_photos, tmp_path):
     assert result.exit_code != 0 and f"was built with model '{DEFAULT_MODEL}'" in result.output
 
 
-@pytest.mark.parametrize("former", ["fecnet-lite-16d", "fecnet-lite-x2-pair-32d"])
+@pytest.mark.parametrize("former", ["fecnet-lite-16d", "fecnet-lite-x2-pair-32d", "fecnet-lite-x2-pair-faceres-48d"])
 def test_an_index_of_a_former_default_keeps_its_model(former, few_photos, tmp_path):
     """An index built with a former default (fecnet-lite-16d until the pair, the pair until the three
-    networks): runs without --model add to it with its own model, queries search it with that model,
+    networks, their first training until the -v2 weights): runs without --model add to it with its own model, queries search it with that model,
     and info says which it holds."""
     index = tmp_path / "idx"
     run_cli("index", few_photos, "--index", index, "--model", former, "--quiet")

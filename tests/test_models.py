@@ -89,7 +89,7 @@ def test_training_and_query_prepare_faces_identically(ferplus_valid):
 
 
 @pytest.mark.parametrize("name", ["fecnet-lite-16d", "affnet-lite-cl-p", "fecnet-16d", "fecnet-lite-x2-pair-32d",
-                                  "affnet-faceres-cl-p", "fecnet-lite-x2-pair-faceres-48d"])
+                                  "affnet-faceres-cl-p", "fecnet-lite-x2-pair-faceres-48d-v2"])
 def test_inference_network_computes_the_same_embeddings(name, ferplus_valid):
     """Folded BatchNorms and channels-last layout change the speed, not the function."""
     trained = name != "fecnet-16d"

@@ -16,7 +16,7 @@ from fecsearch.models.inference import OnnxNetwork, StaleGraph, graph_path, load
 from fecsearch.models.preprocess import prepare_face_arrays
 
 # Every model whose weights ship with fecsearch, with each of its outputs.
-SHIPPED = ["fecnet-lite-x2-pair-faceres-48d", "fecnet-lite-x2-pair-32d", "affnet-lite-x2-cl-p", "affnet-lite-x2-cl-f",
+SHIPPED = ["fecnet-lite-x2-pair-faceres-48d-v2", "fecnet-lite-x2-pair-faceres-48d", "fecnet-lite-x2-pair-32d", "affnet-lite-x2-cl-p", "affnet-lite-x2-cl-f",
            "fecnet-lite-16d", "affnet-lite-cl-p", "affnet-lite-cl-f", "affnet-faceres-cl-p", "affnet-faceres-cl-f"]
 
 
@@ -107,7 +107,8 @@ def test_embedding_lanes_give_one_sessions_vectors(cores, monkeypatch, ferplus_v
         np.testing.assert_allclose(vectors, one.embed(faces), atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["fecnet-lite-16d", "fecnet-lite-x2-pair-32d", "fecnet-lite-x2-pair-faceres-48d"])
+@pytest.mark.parametrize("name", ["fecnet-lite-16d", "fecnet-lite-x2-pair-32d", "fecnet-lite-x2-pair-faceres-48d",
+                                  "fecnet-lite-x2-pair-faceres-48d-v2"])
 def test_the_int8_graph_is_rebuilt_exactly_and_embeds_like_the_float_one(name, tmp_path, ferplus_train, ferplus_valid,
                                                                          ckplus):
     """`python -m fecsearch.models.quantize` rebuilds the shipped int8 graph byte for byte from the

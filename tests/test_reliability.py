@@ -299,7 +299,7 @@ def test_an_index_keeps_its_mirror_setting(few_photos, tmp_path):
     assert results[0]["distance"] < 1e-4
 
 
-@pytest.mark.parametrize("model", ["fecnet-lite-16d", "fecnet-lite-x2-pair-faceres-48d"])
+@pytest.mark.parametrize("model", ["fecnet-lite-16d", "fecnet-lite-x2-pair-faceres-48d-v2"])
 def test_a_new_index_mirrors_as_its_model_chooses(model, few_photos, tmp_path):
     """Without --mirror or --no-mirror, a new index takes its model's choice: the three-network model
     embeds without the mirror image, the others with it."""
