@@ -139,6 +139,9 @@ def lite_models(trunk: str) -> list[ModelConfig]:
 MIXED_TRIO = "fecnet-lite-x2-pair-faceres-48d"
 MIXED_TRIO_V2 = "fecnet-lite-x2-pair-faceres-48d-v2"
 MIXED_DUO = "fecnet-lite-x2-faceres-32d"
+_MIXED_TRIO_CONFIG = ModelConfig(MIXED_TRIO, "fecnet", "lite-x2+faceres", LITE_PREPROCESS, LITE_HEAD, members=3,
+                                 member_models=("fecnet-lite-x2-16d", "fecnet-lite-x2-16d", "fecnet-faceres-16d"),
+                                 mirror_average=False, weights=f"{MIXED_TRIO}.safetensors")
 
 
 _MODELS = {
@@ -157,16 +160,12 @@ _MODELS = {
         # the network, as its own preprocessing would (models/resample.py). No mirror average: three
         # networks already average away what it did (80.8% of FER+ vote triplets without it, 80.7%
         # with it, for twice the work; benchmarks/RESULTS.md).
-        ModelConfig(MIXED_TRIO, "fecnet", "lite-x2+faceres", LITE_PREPROCESS, LITE_HEAD, members=3,
-                    member_models=("fecnet-lite-x2-16d", "fecnet-lite-x2-16d", "fecnet-faceres-16d"),
-                    mirror_average=False, weights=f"{MIXED_TRIO}.safetensors"),
+        _MIXED_TRIO_CONFIG,
         # The same three networks trained again by a recipe that fits in 90 minutes on a 2-core CPU
         # (fresh seeds, the bfloat16 layout fixes, no validation but the last, the compact heads'
         # caches in bfloat16): its card. It measures as the first did (80.8% of vote triplets, CK+48
         # 86.7%); the first keeps its name, so that indexes built with it keep opening.
-        ModelConfig(MIXED_TRIO_V2, "fecnet", "lite-x2+faceres", LITE_PREPROCESS, LITE_HEAD, members=3,
-                    member_models=("fecnet-lite-x2-16d", "fecnet-lite-x2-16d", "fecnet-faceres-16d"),
-                    mirror_average=False, weights=f"{MIXED_TRIO_V2}.safetensors"),
+        replace(_MIXED_TRIO_CONFIG, name=MIXED_TRIO_V2, weights=f"{MIXED_TRIO_V2}.safetensors"),
         # One compact network and the FaceRes one: the two trunk families without the second compact
         # seed, whose training would take the recipe past 90 minutes on a 2-core CPU.
         ModelConfig(MIXED_DUO, "fecnet", "lite-x2+faceres", LITE_PREPROCESS, LITE_HEAD, members=2,
