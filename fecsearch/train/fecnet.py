@@ -15,6 +15,7 @@ from fecsearch.models.checkpoints import save_checkpoint
 from fecsearch.models.config import get_config, list_models
 from fecsearch.models.network import build_trunk, pretrained_trunk
 from fecsearch.models.registry import create_model
+from fecsearch.runtime.heap import keep_large_allocations_in_heap
 from fecsearch.train.common import (Checkpointer, Log, TripletFaces, _load_state, augment, bf16_layout_fixes_on,
                                     cached_features, forward_precision, legacy_bf16_option, load_triplet_faces,
                                     triplet_eval, validates)
@@ -187,6 +188,7 @@ def train_fecnet(train_dir, valid_dir, trunk_checkpoint, out, model_name: str = 
         raise ValueError("--augmented-views needs the feature cache (a frozen trunk, or --tune-blocks)")
     if augmented_views and teacher is not None:
         raise ValueError("--augmented-views and --teacher cannot be combined (the teacher saw two views)")
+    keep_large_allocations_in_heap()  # steps reuse freed memory instead of mapping it anew: faster, same bits
     torch.manual_seed(seed)
     out = Path(out)
     config = get_config(model_name)
