@@ -15,10 +15,7 @@ Each round's ratio is heap / default; the script prints each measurement's media
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -79,7 +76,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(args.child[0], args.child[1], args.steps, args.faces)
-    import torch
+    sys.path.insert(0, str(HERE))
+    from bench_train_steps import paired_row, print_record
 
     jobs = [("step", m) for m in args.model or MODELS]
     jobs += [("cache", m) for m in CACHES if m in (args.model or MODELS)]
@@ -90,15 +88,9 @@ def main() -> None:
             default = measure(kind, name, False, args)
             heap = measure(kind, name, True, args)
             rows.append((default, heap))
-        ratio = statistics.median(h / d for d, h in rows)
         label = f"{name} {'step' if kind == 'step' else 'cache of ' + str(args.faces) + ' faces'}"
-        results[label] = {"ms_default": [round(d, 1) for d, _ in rows], "ms_heap": [round(h, 1) for _, h in rows],
-                          "ratio_heap_to_default": round(ratio, 3)}
-        print(f"{label:40} default {statistics.median(r[0] for r in rows):7.0f} ms  heap "
-              f"{statistics.median(r[1] for r in rows):7.0f} ms  ratio {ratio:.2f}", flush=True)
-    print(json.dumps({"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
-                      "threads": torch.get_num_threads(), "steps": args.steps, "rounds": args.rounds,
-                      "results": results}, indent=1))
+        results[label] = paired_row(label, rows, "default", "heap", width=40)
+    print_record(args, "results", results)
 
 
 if __name__ == "__main__":

@@ -159,15 +159,24 @@ def main() -> None:
                 timed[on] = median_ms(steps[on], args.steps)
             rows.append((timed[False], timed[True]))
         set_bf16_layout_fixes(True)
-        ratio = statistics.median(on / off for off, on in rows)
         off_key, on_key = ("eager", "compiled") if args.compile else ("off", "on")
-        results[name] = {f"ms_{off_key}": [round(off, 1) for off, _ in rows],
-                         f"ms_{on_key}": [round(on, 1) for _, on in rows], f"ratio_{on_key}_to_{off_key}": round(ratio, 3)}
-        print(f"{name:22} {off_key} {statistics.median(r[0] for r in rows):6.0f} ms  {on_key} "
-              f"{statistics.median(r[1] for r in rows):6.0f} ms  ratio {ratio:.2f}", flush=True)
+        results[name] = paired_row(name, rows, off_key, on_key, width=22)
+    print_record(args, "models", results)
+
+
+def paired_row(label: str, rows, off_key: str, on_key: str, width: int) -> dict:
+    """Print one line of paired (off, on) times in ms, and return its JSON record."""
+    ratio = statistics.median(on / off for off, on in rows)
+    print(f"{label:{width}} {off_key} {statistics.median(r[0] for r in rows):6.0f} ms  {on_key} "
+          f"{statistics.median(r[1] for r in rows):6.0f} ms  ratio {ratio:.2f}", flush=True)
+    return {f"ms_{off_key}": [round(off, 1) for off, _ in rows], f"ms_{on_key}": [round(on, 1) for _, on in rows],
+            f"ratio_{on_key}_to_{off_key}": round(ratio, 3)}
+
+
+def print_record(args, key: str, results: dict) -> None:
     print(json.dumps({"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
                       "threads": torch.get_num_threads(), "steps": args.steps, "rounds": args.rounds,
-                      "models": results}, indent=1))
+                      key: results}, indent=1))
 
 
 if __name__ == "__main__":
