@@ -15,7 +15,6 @@ Each round's ratio is heap / default; the script prints each measurement's media
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -57,12 +56,10 @@ def child(kind: str, name: str, steps: int, faces: int) -> None:
 
 
 def measure(kind: str, name: str, heap: bool, args) -> float:
-    env = dict(os.environ)
-    env.pop("FECSEARCH_DEFAULT_MALLOC", None)
-    if not heap:
-        env["FECSEARCH_DEFAULT_MALLOC"] = "1"
+    from fecsearch.runtime.heap import environment_with
+
     out = subprocess.run([sys.executable, __file__, "--child", kind, name, "--steps", str(args.steps),
-                          "--faces", str(args.faces)], env=env, capture_output=True, text=True, check=True)
+                          "--faces", str(args.faces)], env=environment_with(heap), capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 

@@ -1,17 +1,18 @@
 """fecsearch.runtime.heap: training keeps its large tensors in the heap, and the weights stay the same.
 
-Each check runs in child processes: the setting holds for a whole process, and the test process must
-keep glibc's defaults for everything else.
+Each check runs in child processes: once applied, the setting holds for the rest of a process, so
+each setting needs a process of its own.
 """
 from __future__ import annotations
 
 import ctypes
-import os
 import platform
 import subprocess
 import sys
 
 import pytest
+
+from fecsearch.runtime.heap import environment_with
 
 def glibc_with_mallinfo2() -> bool:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
@@ -68,10 +69,7 @@ print(digest.hexdigest())
 
 
 def run_child(code: str, heap: bool) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "FECSEARCH_DEFAULT_MALLOC"}
-    if not heap:
-        env["FECSEARCH_DEFAULT_MALLOC"] = "1"
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-c", code], env=environment_with(heap), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.strip().splitlines()[-1]
 

@@ -15,7 +15,6 @@ every weight equal to the bit.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 
@@ -42,7 +41,7 @@ def keep_large_allocations_in_heap() -> bool:
     if platform.libc_ver()[0] != "glibc":
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL("libc.so.6")  # glibc's soname on Linux; find_library would spawn ldconfig
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
@@ -50,3 +49,12 @@ def keep_large_allocations_in_heap() -> bool:
     # mallopt returns 1 on success; the trim threshold is an int, so "never" is its largest value
     _applied = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
     return _applied
+
+
+def environment_with(heap: bool) -> dict[str, str]:
+    """This process's environment for a child process that applies the setting (heap=True) or keeps
+    glibc's defaults (heap=False) when it trains: for measuring the two side by side."""
+    env = {k: v for k, v in os.environ.items() if k != DISABLE_ENV}
+    if not heap:
+        env[DISABLE_ENV] = "1"
+    return env
