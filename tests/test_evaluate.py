@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from fecsearch.data.triplets import Triplet
-from fecsearch.evaluation.metrics import (knn_auc, knn_scores, subject_independent_retrieval, triplet_accuracy,
-                                          triplet_correct)
+from fecsearch.evaluation.metrics import (knn_auc, knn_scores, subject_independent_hits, subject_independent_retrieval,
+                                          triplet_accuracy, triplet_correct)
 
 
 def test_triplet_correct_by_hand():
@@ -49,3 +49,5 @@ def test_subject_independent_retrieval_excludes_own_subject():
     r = subject_independent_retrieval(vectors, labels, subjects, top=1)
     # neighbours of S1's faces are S2's; the nearest S2 face to [0,0] is [5,5] (label 0)
     assert r["precision_at_top"] == pytest.approx(0.5)
+    # per query: both S1 faces find [5,5] (label 0), both S2 faces find [0,0] (label 0)
+    assert subject_independent_hits(vectors, labels, subjects, top=1).tolist() == [1.0, 0.0, 1.0, 0.0]

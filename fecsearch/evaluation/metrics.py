@@ -72,14 +72,21 @@ def subject_of(path) -> str:
     return str(path).rsplit("/", 1)[-1].split("_")[0]
 
 
-def subject_independent_retrieval(vectors: np.ndarray, labels: np.ndarray, subjects: list[str], top: int = 5,
-                                  distance: str = "l2") -> dict:
-    """Share of each query's `top` nearest faces, other subjects only, that show the query's expression."""
+def subject_independent_hits(vectors: np.ndarray, labels: np.ndarray, subjects: list[str], top: int = 5,
+                             distance: str = "l2") -> np.ndarray:
+    """Per query: the share of its `top` nearest faces, other subjects only, that show its expression."""
     subjects = np.array(subjects)
     v = normalise(vectors, np.float64) if distance == "cosine" else np.asarray(vectors, np.float64)
     d = ((v[:, None, :] - v[None, :, :]) ** 2).sum(-1)
     d[subjects[:, None] == subjects[None, :]] = np.inf  # the query's own subject never counts
     ranked = np.argsort(d, axis=1)[:, :top]
-    hits = labels[ranked] == labels[:, None]
+    return (labels[ranked] == labels[:, None]).mean(1)
+
+
+def subject_independent_retrieval(vectors: np.ndarray, labels: np.ndarray, subjects: list[str], top: int = 5,
+                                  distance: str = "l2") -> dict:
+    """Share of each query's `top` nearest faces, other subjects only, that show the query's expression."""
+    hits = subject_independent_hits(vectors, labels, subjects, top, distance)
+    subjects = np.array(subjects)
     chance = float(np.mean([(labels[subjects != s] == c).mean() for s, c in zip(subjects, labels)]))
     return {"precision_at_top": float(hits.mean()), "top": top, "queries": int(len(labels)), "chance": chance}
