@@ -1,6 +1,7 @@
 """How far is a model from issue 10's quality targets, counted in its measurements' own noise?
 
-    uv run python benchmarks/target_margins.py [--model NAME [--checkpoint FILE]] [--baseline NAME]
+    uv run python benchmarks/target_margins.py [--model NAME [--checkpoint FILE]]
+        [--baseline NAME [--baseline-checkpoint FILE]]
 
 The targets are single numbers on finite sets: 6,000 FER+ valid vote triplets and CK+48's 981 faces
 of 118 people. This script measures the model and its classifier baseline on both, as `fecsearch
@@ -9,6 +10,7 @@ eval triplets` and `eval retrieval` do, and resamples the sets to say how much t
             lead between them, paired (both answer the same resampled triplets)
   CK+48     precision@5 of each and their difference, resampling whole people (a person's 6 to
             33 faces move together: their queries share a face and a way of posing)
+With a FECNet as --baseline, the same resampling compares two trainings on the same faces.
 Each with its bootstrap standard error and 95% interval (--resamples draws), and how many standard
 errors it lies from the target. A resampled set is another draw of faces from the same sources, not
 a new model: the spread between trainings of one recipe comes on top of this (model cards).
@@ -91,13 +93,15 @@ def main() -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--checkpoint", help="Weights for --model (default: the shipped ones).")
     parser.add_argument("--baseline", default=DEFAULT_BASELINE)
+    parser.add_argument("--baseline-checkpoint", help="Weights for --baseline (default: the shipped ones).")
     parser.add_argument("--data", type=Path, default=DATA, help="The folder holding ferplus/ and ckplus48/.")
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    model, baseline = load(args.model, args.checkpoint), load(args.baseline, None)
+    model, baseline = load(args.model, args.checkpoint), load(args.baseline, args.baseline_checkpoint)
     rng = np.random.default_rng(args.seed)
     print(json.dumps({"model": args.model, "checkpoint": args.checkpoint, "baseline": args.baseline,
+                      "baseline_checkpoint": args.baseline_checkpoint,
                       "resamples": args.resamples,
                       "ferplus_valid": triplet_margins(model, baseline, args.data / "ferplus" / "valid",
                                                        args.resamples, rng),

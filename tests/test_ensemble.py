@@ -150,3 +150,38 @@ def test_an_ensemble_of_mixed_trunks_embeds_as_its_members_do(tmp_path, ferplus_
     refused = run_cli("train", "ensemble", "--model", MIXED, "--member", pair, "--member", wrong,
                       "--out", tmp_path / "no.safetensors", ok=False)
     assert refused.exit_code != 0 and "faceres64.safetensors: its head or preprocessing differs" in refused.output
+
+
+def test_the_default_splits_into_its_networks_and_joins_back(tmp_path, ferplus_valid):
+    """`train split` writes each network of the shipped default as a checkpoint of its own: each embeds a
+    face as its part of the default's vector (scaled back to a unit vector), and `train ensemble`
+    joins the three back into the same tensors."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from fecsearch.models.config import DEFAULT_MODEL, weights_path
+
+    shipped = weights_path(get_config(DEFAULT_MODEL))
+    out = run_cli("train", "split", shipped, "--out", tmp_path / "members").output
+    members = sorted((tmp_path / "members").glob("*.safetensors"))
+    assert [m.name for m in members] == [f"{shipped.stem}.member{i}.safetensors" for i in range(3)]
+    assert all(str(m) in out for m in members)
+    names = get_config(DEFAULT_MODEL).member_models
+    paths = sorted(ferplus_valid.glob("*.png"))[:24]
+    joined = create_model(DEFAULT_MODEL).embed(load_prepared(paths, get_config(DEFAULT_MODEL).preprocess).float())
+    for part, name, member in zip(np.split(joined, 3, axis=1), names, members):
+        alone = create_model(name, member)
+        alone.config = replace(alone.config, mirror_average=False)  # the default embeds each face once
+        mine = alone.embed(load_prepared(paths, alone.config.preprocess).float())  # as `eval --checkpoint` does
+        assert np.allclose(mine, part * np.sqrt(3), atol=1e-4), np.abs(mine - part * np.sqrt(3)).max()
+    # the members as `train ensemble` takes them: the pair first, then FaceRes's network
+    pair, again = tmp_path / "pair.safetensors", tmp_path / "again.safetensors"
+    run_cli("train", "ensemble", "--model", PAIR, "--member", members[0], "--member", members[1], "--out", pair)
+    run_cli("train", "ensemble", "--model", DEFAULT_MODEL, "--member", pair, "--member", members[2], "--out", again)
+    original, rejoined = load_file(str(shipped)), load_file(str(again))
+    assert original.keys() == rejoined.keys()
+    assert all(torch.equal(original[k], rejoined[k]) for k in original)
+    # one network is not an ensemble
+    result = run_cli("train", "split", members[2], "--out", tmp_path / "again", ok=False)
+    assert result.exit_code != 0 and "holds one network" in result.output

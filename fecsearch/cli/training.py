@@ -216,6 +216,30 @@ def train_ensemble(model_name, members, out):
     click.echo(f"wrote {out} from {', '.join(m['file'] for m in record['members'])}")
 
 
+@train.command("split")
+@click.argument("weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the members' checkpoints (WEIGHTS' name + .member<i>.safetensors).")
+def train_split(weights, out_dir):
+    """Write each network of an ensemble checkpoint as a checkpoint of its own (the reverse of `train ensemble`).
+
+    The files measure a member alone (`eval ... --model fecnet-faceres-16d --checkpoint FILE`), give it a
+    new head on the same frozen trunk (`train fecnet --trunk FILE`), or join back into the same weights.
+
+    \b
+    Example:
+      fecsearch train split fecsearch/weights/fecnet-lite-x2-pair-faceres-48d-v2.safetensors --out members/
+    """
+    from fecsearch.train.ensemble import split_members
+
+    try:
+        written = split_members(weights, out_dir)
+    except ValueError as err:
+        fail(str(err))
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
 @click.group("eval")
 def evaluate():
     """The paper's evaluations: triplet accuracy, K-NN emotion AUC, cross-dataset retrieval."""

@@ -56,6 +56,28 @@ def join_members(model_name: str, members: list[Path], out: Path) -> dict:
     return record
 
 
+def split_members(path: Path, out_dir: Path) -> list[Path]:
+    """Write each network of an ensemble checkpoint as a checkpoint of its own: `<stem>.member<i>.safetensors`.
+
+    The reverse of join_members: the files it writes join back into the same weights, and each one
+    serves where a single FECNet's checkpoint does (`eval --checkpoint`, `train fecnet --trunk`, whose
+    frozen trunk it holds, `train ensemble --member`). That is how a shipped ensemble's networks are
+    measured alone, or given new heads on the same trunks, without the files of its recipe."""
+    path, out_dir = Path(path), Path(out_dir)
+    places = networks_in(path)
+    if len(places) < 2:
+        raise ValueError(f"{path} holds one network, not an ensemble: use it as it is")
+    weights = load_file(str(path))
+    written = []
+    for i, (_, prefix, config) in enumerate(places):
+        network = build_network(config, pretrained=False)
+        network.load_state_dict({key[len(prefix):]: value for key, value in weights.items() if key.startswith(prefix)})
+        out = out_dir / f"{path.stem}.member{i}.safetensors"
+        save_checkpoint(network, out, {"split_from": path.name, "sha256": file_sha256(path), "member": i})
+        written.append(out)
+    return written
+
+
 def networks_in(path: Path) -> list[tuple[Path, str, object]]:
     """(file, key prefix, config) of each FECNet a checkpoint holds: one, or an ensemble's members."""
     stored = read_checkpoint_config(path)
