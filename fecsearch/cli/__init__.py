@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from fecsearch.cli import apps, index, people, query, serve, training
+from fecsearch.cli import apps, evaluation, index, people, query, serve, training
 from fecsearch.cli.common import Commands
 
 
@@ -28,5 +28,5 @@ def main():
 
 for command in (index.index, query.query, query.moments, people.people, index.embed, index.info, index.models,
                 apps.summarize_cmd, apps.classify_cmd, apps.label_cmd, apps.map_cmd, apps.bench, apps.votes,
-                serve.serve, training.train, training.evaluate, training.fec):
+                serve.serve, training.train, evaluation.evaluate, training.fec):
     main.add_command(command)
